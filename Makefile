@@ -1,0 +1,57 @@
+# Lethe: the two commands a newcomer types are `make demo` and `make test`; both set up what is missing.
+#
+# libtorch comes from the PyTorch wheel on PyPI (torch==2.11.0, the version tch 0.24 is built for),
+# installed into .venv. torch-sys finds it through LIBTORCH_USE_PYTORCH and the venv's python; build.rs
+# then bakes an rpath into the binary, so `bin/lethe` runs without LD_LIBRARY_PATH.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+TORCH_VERSION := 2.11.0
+VENV := $(CURDIR)/.venv
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+BIN := target/release/lethe
+DEMO_DIR ?= $(CURDIR)/demo-data
+
+export LIBTORCH_USE_PYTORCH := 1
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: setup build test lint demo clean help
+
+help:
+	@echo "make demo    set up, build, and run the chain on a synthetic corpus"
+	@echo "make test    set up, build, lint and run every test"
+	@echo "make setup   create .venv with torch==$(TORCH_VERSION) (about 4.6 GB) if missing"
+	@echo "make build   build bin/lethe (release)"
+
+setup: $(TORCH_STAMP)
+
+$(TORCH_STAMP):
+	@command -v cargo >/dev/null || { echo "error: cargo (Rust) is required: https://rustup.rs"; exit 1; }
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)"
+	@$(VENV)/bin/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('$(TORCH_VERSION)') else f'torch {v} installed, $(TORCH_VERSION) needed')"
+	@touch $@
+
+build: setup
+	cargo build --release --locked
+	@mkdir -p bin && ln -sf ../$(BIN) bin/lethe
+
+lint: setup
+	cargo fmt --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+
+test: build lint
+	cargo test --release --locked
+
+demo: build
+	@rm -rf "$(DEMO_DIR)"
+	@echo "== lethe init (a fresh data directory: $(DEMO_DIR))"
+	bin/lethe --data-dir "$(DEMO_DIR)" init
+	@echo "== lethe doctor"
+	bin/lethe --data-dir "$(DEMO_DIR)" doctor
+
+clean:
+	cargo clean
+	rm -rf bin "$(DEMO_DIR)"

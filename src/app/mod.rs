@@ -1,0 +1,64 @@
+//! The appliance as one value, and the use cases both faces (CLI and server) call. Rules live below
+//! this module; here they are put together: which config, which database, which keys.
+
+pub mod config;
+pub mod doctor;
+pub mod init;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+pub use config::Config;
+
+use crate::store::Store;
+use crate::vault::MasterKeyRing;
+
+/// Options every command takes (`--data-dir`, `--database-url`).
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+}
+
+/// An opened appliance: configuration, database and master key ring.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub keys: MasterKeyRing,
+}
+
+impl App {
+    /// Opens an initialised data directory: reads the config, loads the master key, connects to the
+    /// database and applies pending migrations.
+    pub async fn open(globals: &Globals) -> anyhow::Result<App> {
+        require_initialised(&globals.data_dir)?;
+        let config = Config::resolve(&globals.data_dir, globals.database_url.as_deref())?;
+        let keys = MasterKeyRing::load(&config.master_key_file)?;
+        let store = Store::open(&config.database_url).await?;
+        Ok(App { config, store, keys })
+    }
+}
+
+/// Fails with a one-line explanation unless `data_dir` holds a Lethe installation.
+pub fn require_initialised(data_dir: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(data_dir).with_context(|| {
+        format!(
+            "data directory {} does not exist or cannot be read (create it with `lethe init --data-dir {}`)",
+            data_dir.display(),
+            data_dir.display()
+        )
+    })?;
+    if !meta.is_dir() {
+        anyhow::bail!("data directory {} is not a directory", data_dir.display());
+    }
+    if !data_dir.join(config::CONFIG_FILE).exists() {
+        anyhow::bail!(
+            "{} is not an initialised Lethe data directory (no {}); run `lethe init --data-dir {}`",
+            data_dir.display(),
+            config::CONFIG_FILE,
+            data_dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Lethe: an on-premises appliance that trains a masked diffusion language model on a private corpus,
+//! audits it for memorization, and gates its release. See `ARCHITECTURE.md` in the shared docs for the
+//! module map; an arrow may only point down this list.
+
+pub mod app;
+pub mod cli;
+pub mod model;
+pub mod store;
+pub mod vault;

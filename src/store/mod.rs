@@ -1,0 +1,269 @@
+//! The store owns the database: one sqlx pool on SQLite (the embedded default, a file in the data
+//! directory) or PostgreSQL (given a `postgres://` URL), the migrations under `migrations/`, and one
+//! repository per table family. One schema serves both engines; the few statements that must differ
+//! (the job claim) branch on [`Engine`].
+
+pub mod jobs;
+pub mod users;
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Connection, Executor, Row};
+
+pub use jobs::{Job, JobState, Jobs, NewJob};
+pub use users::{Role, User, Users};
+
+/// The migrations, embedded at build time so the binary carries its schema.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long a SQLite connection waits for another writer before giving up. Generous, because many
+/// workers may claim jobs at once and a claim holds the write lock for microseconds.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 30_000;
+/// How long to wait for a database server before reporting it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("cannot open database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error while {context}: {source}")]
+    Query {
+        context: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("user {0:?} already exists")]
+    UserExists(String),
+    #[error("job {id} is no longer held by worker {worker} (its lease lapsed and it was handed back)")]
+    LeaseLost { id: String, worker: String },
+    #[error("no job {0}")]
+    JobNotFound(String),
+    #[error("row in table {table} is invalid: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+impl StoreError {
+    pub(crate) fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| StoreError::Query { context, source }
+    }
+}
+
+/// Which database engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a URL names, or an error for anything else.
+    pub fn of_url(url: &str) -> Result<Engine, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Engine::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Engine::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+}
+
+/// The URL of the embedded SQLite database for a data directory.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// A URL with its password replaced by `***`, safe to print and log.
+pub fn redact_url(url: &str) -> String {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return format!("sqlite://{}", path.trim_end_matches("?mode=rwc"));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.split_once('@') {
+        Some(parts) => parts,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// A handle on the database: cheap to clone (the pool is reference counted).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+    url: String,
+}
+
+impl Store {
+    /// Connects without touching the schema.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let engine = Engine::of_url(url)?;
+        // One direct connection first: a pool that cannot connect reports only "timed out", while the
+        // driver's own error says why (refused, unknown host, bad password, unknown database).
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(url))
+            .await
+            .map_err(|_| StoreError::Connect {
+                url: redact_url(url),
+                source: sqlx::Error::PoolTimedOut,
+            })?
+            .map_err(|source| StoreError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        let _ = probe.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match engine {
+                Engine::Sqlite => 8,
+                Engine::Postgres => 16,
+            })
+            // Fail fast on an unreachable server: a CLI should not hang for half a minute.
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // WAL lets readers (the console) proceed while a worker writes.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str())
+                            .await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        Ok(Store {
+            pool,
+            engine,
+            url: url.to_string(),
+        })
+    }
+
+    /// Connects and applies every migration that has not run yet.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The number of migrations this binary carries and how many the database has applied.
+    pub async fn migration_status(&self) -> Result<(usize, usize), StoreError> {
+        let known = MIGRATOR.iter().count();
+        let applied: i64 = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row: AnyRow| row.try_get("n"))
+            .unwrap_or(0);
+        Ok((known, usize::try_from(applied).unwrap_or(0)))
+    }
+
+    /// Round-trips a trivial query; the server's version string on success.
+    pub async fn ping(&self) -> Result<String, StoreError> {
+        let sql = match self.engine {
+            Engine::Sqlite => "SELECT 'SQLite ' || sqlite_version() AS v",
+            Engine::Postgres => "SELECT version() AS v",
+        };
+        let row = sqlx::query(sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::query("checking the connection"))?;
+        row.try_get::<String, _>("v")
+            .map_err(StoreError::query("reading the server version"))
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The URL with any password hidden.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn users(&self) -> Users<'_> {
+        Users::new(self)
+    }
+
+    pub fn jobs(&self) -> Jobs<'_> {
+        Jobs::new(self)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch: the time format of every column.
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A new id: `prefix` followed by 16 random bytes in hex.
+pub(crate) fn new_id(prefix: &str) -> String {
+    // ring's SystemRandom only fails when the OS has no entropy source at all; an id made from the clock
+    // and a counter is still unique in that case, so fall back to that instead of failing a write.
+    match crate::vault::random_hex(16) {
+        Ok(hex) => format!("{prefix}-{hex}"),
+        Err(_) => {
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{prefix}-{:x}{:016x}{n:08x}", std::process::id(), now_ms())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
+    }
+
+    #[test]
+    fn rejects_unknown_schemes() {
+        assert!(matches!(
+            Engine::of_url("mysql://x"),
+            Err(StoreError::UnsupportedUrl(_))
+        ));
+        assert_eq!(Engine::of_url("postgresql://x").unwrap(), Engine::Postgres);
+        assert_eq!(Engine::of_url("sqlite://x").unwrap(), Engine::Sqlite);
+    }
+}

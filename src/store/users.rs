@@ -1,0 +1,179 @@
+//! Accounts: the `users` table. Passwords arrive here already hashed (see `vault::password`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{new_id, now_ms, Store, StoreError};
+
+/// What an account may do. The rules that use roles live in `release` and `server`; this is the closed
+/// set the database also enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Users, roles, keys, settings.
+    Admin,
+    /// Ingest, train, audit.
+    Operator,
+    /// Read evidence, approve, reject.
+    Reviewer,
+    /// Read-only, including the ledger.
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Reviewer, Role::Auditor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Reviewer => "reviewer",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?} (expected admin, operator, reviewer or auditor)"))
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub must_change_password: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl User {
+    fn from_row(row: &AnyRow) -> Result<User, StoreError> {
+        let get = StoreError::query("reading a user");
+        let role: String = row.try_get("role").map_err(get)?;
+        Ok(User {
+            id: row.try_get("id").map_err(StoreError::query("reading a user"))?,
+            username: row
+                .try_get("username")
+                .map_err(StoreError::query("reading a user"))?,
+            role: role.parse().map_err(|reason| StoreError::Corrupt {
+                table: "users",
+                reason,
+            })?,
+            password_hash: row
+                .try_get("password_hash")
+                .map_err(StoreError::query("reading a user"))?,
+            must_change_password: row
+                .try_get::<i64, _>("must_change_password")
+                .map_err(StoreError::query("reading a user"))?
+                != 0,
+            disabled: row
+                .try_get::<i64, _>("disabled")
+                .map_err(StoreError::query("reading a user"))?
+                != 0,
+            created_at: row
+                .try_get("created_at")
+                .map_err(StoreError::query("reading a user"))?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, username, role, password_hash, must_change_password, disabled, created_at";
+
+/// Repository over `users`.
+pub struct Users<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Users<'a> {
+    pub(super) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    /// Creates an account; `UserExists` if the name is taken.
+    pub async fn create(
+        &self,
+        username: &str,
+        role: Role,
+        password_hash: &str,
+        must_change_password: bool,
+    ) -> Result<User, StoreError> {
+        let now = now_ms();
+        let id = new_id("u");
+        let result = sqlx::query(
+            "INSERT INTO users (id, username, role, password_hash, must_change_password, disabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+        )
+        .bind(&id)
+        .bind(username)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(i64::from(must_change_password))
+        .bind(now)
+        .execute(self.store.pool())
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::UserExists(username.to_string()))
+            }
+            Err(source) => {
+                return Err(StoreError::Query {
+                    context: "creating a user",
+                    source,
+                })
+            }
+        }
+        Ok(User {
+            id,
+            username: username.to_string(),
+            role,
+            password_hash: password_hash.to_string(),
+            must_change_password,
+            disabled: false,
+            created_at: now,
+        })
+    }
+
+    pub async fn by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE username = $1"))
+            .bind(username)
+            .fetch_optional(self.store.pool())
+            .await
+            .map_err(StoreError::query("looking up a user"))?;
+        row.as_ref().map(User::from_row).transpose()
+    }
+
+    pub async fn list(&self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))
+            .fetch_all(self.store.pool())
+            .await
+            .map_err(StoreError::query("listing users"))?;
+        rows.iter().map(User::from_row).collect()
+    }
+
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(self.store.pool())
+            .await
+            .and_then(|row| row.try_get("n"))
+            .map_err(StoreError::query("counting users"))
+    }
+}

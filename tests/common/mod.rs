@@ -1,0 +1,88 @@
+//! Shared test harness: a fresh database on each engine for every test.
+#![allow(dead_code)]
+
+use lethe::store::Store;
+
+/// Where the PostgreSQL server for tests lives; `.ci/run` starts it when it is down.
+pub fn postgres_admin_url() -> String {
+    std::env::var("LETHE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = lethe::store::sqlite_url(&dir.path().join("test.db"));
+        TestDb {
+            url,
+            pg_name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A new, empty PostgreSQL database on the test server. Fails the test (never skips it) when the
+    /// server does not answer: store tests must run on both engines.
+    pub async fn postgres() -> TestDb {
+        let admin = postgres_admin_url();
+        let name = format!("lethe_test_{}", lethe::vault::random_hex(6).expect("random"));
+        let store = Store::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL for tests is not reachable at {admin}: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(store.pool())
+            .await
+            .expect("create test database");
+        store.close().await;
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        TestDb {
+            url: format!("{base}/{name}"),
+            pg_name: Some(name),
+            _dir: None,
+        }
+    }
+
+    pub async fn open(&self) -> Store {
+        Store::open(&self.url).await.expect("open and migrate")
+    }
+
+    /// Drops the PostgreSQL database (SQLite files go with the temp dir).
+    pub async fn cleanup(self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(store) = Store::connect(&postgres_admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(store.pool())
+                    .await;
+                store.close().await;
+            }
+        }
+    }
+}
+
+/// Defines `sqlite` and `postgres` test functions in a module named `$name`, each running
+/// `$body(db: &TestDb)` against a fresh database of that engine.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let db = $crate::common::TestDb::sqlite().await;
+                $body(&db).await;
+                db.cleanup().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let db = $crate::common::TestDb::postgres().await;
+                $body(&db).await;
+                db.cleanup().await;
+            }
+        }
+    };
+}

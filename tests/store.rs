@@ -1,0 +1,197 @@
+//! Store tests, each run on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::TestDb;
+use lethe::store::{JobState, NewJob, Role, Store, StoreError};
+use serde_json::json;
+
+async fn migrations_apply_twice_without_change(db: &TestDb) {
+    let store = db.open().await;
+    store.migrate().await.expect("second migrate is a no-op");
+    let (known, applied) = store.migration_status().await.unwrap();
+    assert_eq!(known, applied);
+    assert!(known >= 1);
+    assert!(store.ping().await.unwrap().len() > 3);
+    store.close().await;
+}
+on_both_engines!(
+    migrations_are_idempotent,
+    super::migrations_apply_twice_without_change
+);
+
+async fn users_are_unique_and_roles_checked(db: &TestDb) {
+    let store = db.open().await;
+    let u = store
+        .users()
+        .create("alice", Role::Reviewer, "h", true)
+        .await
+        .unwrap();
+    assert_eq!(u.role, Role::Reviewer);
+    let err = store
+        .users()
+        .create("alice", Role::Admin, "h", false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::UserExists(ref n) if n == "alice"),
+        "{err}"
+    );
+    let back = store.users().by_username("alice").await.unwrap().unwrap();
+    assert!(back.must_change_password);
+    assert_eq!(back.id, u.id);
+    assert!(store.users().by_username("bob").await.unwrap().is_none());
+    // The database itself refuses a role outside the closed set.
+    let bad = sqlx::query(
+        "INSERT INTO users (id, username, role, password_hash, created_at, updated_at) VALUES ('x', 'eve', 'root', 'h', 0, 0)",
+    )
+    .execute(store.pool())
+    .await;
+    assert!(bad.is_err());
+    assert_eq!(store.users().count().await.unwrap(), 1);
+    store.close().await;
+}
+on_both_engines!(users, super::users_are_unique_and_roles_checked);
+
+async fn job_lifecycle_records_progress_and_result(db: &TestDb) {
+    let store = db.open().await;
+    let jobs = store.jobs();
+    let id = jobs
+        .enqueue(&NewJob::new("ingest", json!({"name": "kb"})))
+        .await
+        .unwrap();
+    let job = jobs.get(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.args, json!({"name": "kb"}));
+    assert!(
+        jobs.claim("w1", &["train"]).await.unwrap().is_none(),
+        "kind filter must hold"
+    );
+    let claimed = jobs.claim("w1", &["ingest", "train"]).await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    assert_eq!(claimed.state, JobState::Running);
+    assert_eq!(claimed.owner.as_deref(), Some("w1"));
+    assert_eq!(claimed.attempts, 1);
+    assert!(jobs.claim("w2", &[]).await.unwrap().is_none());
+    jobs.heartbeat(&id, "w1", 0.5, Some("half way")).await.unwrap();
+    let err = jobs.heartbeat(&id, "w2", 0.9, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }));
+    let mid = jobs.get(&id).await.unwrap();
+    assert_eq!(mid.progress, 0.5);
+    assert_eq!(mid.message.as_deref(), Some("half way"));
+    jobs.succeed(&id, "w1", &json!({"docs": 3})).await.unwrap();
+    let done = jobs.get(&id).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.progress, 1.0);
+    assert_eq!(done.result, Some(json!({"docs": 3})));
+    assert!(done.finished_at.is_some());
+    // A finished job cannot be finished again.
+    assert!(jobs.fail(&id, "w1", "late").await.is_err());
+    assert!(matches!(
+        jobs.get("job-nope").await,
+        Err(StoreError::JobNotFound(_))
+    ));
+    store.close().await;
+}
+on_both_engines!(job_lifecycle, super::job_lifecycle_records_progress_and_result);
+
+async fn stale_jobs_are_handed_back_then_failed(db: &TestDb) {
+    let store = db.open().await;
+    let jobs = store.jobs();
+    let mut job = NewJob::new("train", json!({}));
+    job.max_attempts = 2;
+    let id = jobs.enqueue(&job).await.unwrap();
+    jobs.claim("w1", &[]).await.unwrap().unwrap();
+    // A fresh heartbeat is not stale.
+    assert!(jobs.requeue_stale(60_000).await.unwrap().is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let reaped = jobs.requeue_stale(5).await.unwrap();
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(reaped[0].previous_owner, "w1");
+    assert_eq!(reaped[0].now, JobState::Queued);
+    // The silent worker has lost the job: it can neither heartbeat nor finish it.
+    assert!(matches!(
+        jobs.heartbeat(&id, "w1", 0.1, None).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        jobs.succeed(&id, "w1", &json!(1)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let again = jobs.claim("w2", &[]).await.unwrap().unwrap();
+    assert_eq!(again.id, id);
+    assert_eq!(again.attempts, 2);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let reaped = jobs.requeue_stale(5).await.unwrap();
+    assert_eq!(reaped[0].now, JobState::Failed, "no attempts left");
+    let failed = jobs.get(&id).await.unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(failed.error.unwrap().contains("w2 stopped heartbeating"));
+    store.close().await;
+}
+on_both_engines!(stale_jobs, super::stale_jobs_are_handed_back_then_failed);
+
+/// Many claimers, each with its own connection pool as separate worker processes would have, race over
+/// many jobs: every job is claimed exactly once and none is lost.
+async fn concurrent_claimers_take_each_job_exactly_once(db: &TestDb) {
+    const JOBS: usize = 300;
+    const CLAIMERS: usize = 12;
+    let store = db.open().await;
+    for i in 0..JOBS {
+        store
+            .jobs()
+            .enqueue(&NewJob::new("audit", json!({ "n": i })))
+            .await
+            .unwrap();
+    }
+    let mut handles = Vec::new();
+    let barrier = Arc::new(tokio::sync::Barrier::new(CLAIMERS));
+    for w in 0..CLAIMERS {
+        let url = db.url.clone();
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            let worker = format!("w{w}");
+            let store = Store::connect(&url).await.unwrap();
+            barrier.wait().await;
+            let mut mine = Vec::new();
+            while let Some(job) = store.jobs().claim(&worker, &[]).await.unwrap() {
+                assert_eq!(job.owner.as_deref(), Some(worker.as_str()));
+                store
+                    .jobs()
+                    .succeed(&job.id, &worker, &json!({ "by": worker }))
+                    .await
+                    .unwrap();
+                mine.push(job.id);
+            }
+            store.close().await;
+            mine
+        }));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut busy_workers = 0;
+    for h in handles {
+        let mine = h.await.unwrap();
+        if !mine.is_empty() {
+            busy_workers += 1;
+        }
+        for id in mine {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), JOBS, "every job claimed");
+    assert!(seen.values().all(|&n| n == 1), "no job claimed twice");
+    assert!(busy_workers > 1, "claims were spread over several workers");
+    let all = store.jobs().list(JOBS as i64 + 10).await.unwrap();
+    assert_eq!(all.len(), JOBS);
+    assert!(all
+        .iter()
+        .all(|j| j.state == JobState::Succeeded && j.attempts == 1));
+    store.close().await;
+}
+on_both_engines!(
+    concurrent_claims,
+    super::concurrent_claimers_take_each_job_exactly_once
+);
