@@ -2,8 +2,10 @@
 //! this module; here they are put together: which config, which database, which keys.
 
 pub mod config;
+pub mod corpus;
 pub mod doctor;
 pub mod init;
+pub mod keys;
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +27,8 @@ pub struct Globals {
 pub struct App {
     pub config: Config,
     pub store: Store,
-    pub keys: MasterKeyRing,
+    /// Shared with blocking tasks (ingest, training) that wrap and unwrap keys.
+    pub keys: std::sync::Arc<MasterKeyRing>,
 }
 
 impl App {
@@ -36,7 +39,11 @@ impl App {
         let config = Config::resolve(&globals.data_dir, globals.database_url.as_deref())?;
         let keys = MasterKeyRing::load(&config.master_key_file)?;
         let store = Store::open(&config.database_url).await?;
-        Ok(App { config, store, keys })
+        Ok(App {
+            config,
+            store,
+            keys: std::sync::Arc::new(keys),
+        })
     }
 }
 

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::app::{self, Globals};
+use crate::app::{self, App, Globals};
+use crate::corpus::reader::{InputFormat, ReadOptions};
+use crate::corpus::IngestOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +47,86 @@ pub enum Command {
     },
     /// Check libtorch, devices, the database and the keys.
     Doctor,
+    /// Ingest, inspect, verify and remove sealed corpora.
+    #[command(subcommand)]
+    Corpus(CorpusCommand),
+    /// Master key versions: rotate, retire, list.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CorpusCommand {
+    /// Read files, directories (recursively), JSONL or stdin (-) once, and keep them only sealed.
+    Ingest {
+        /// Name to refer to the corpus by.
+        #[arg(long)]
+        name: String,
+        /// Files or directories to read; - reads standard input.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// How to read inputs: auto (.jsonl/.ndjson as JSONL, the rest as one document per file), text, jsonl.
+        #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+        format: InputFormat,
+        /// JSONL field holding the document text.
+        #[arg(long, default_value = "text")]
+        field: String,
+        /// Replace invalid UTF-8 with U+FFFD instead of failing.
+        #[arg(long)]
+        lossy: bool,
+        /// Drop exact duplicate documents (they are counted either way).
+        #[arg(long)]
+        dedup: bool,
+        /// Tokenizer vocabulary size (byte-level BPE trained on this corpus).
+        #[arg(long, default_value_t = 8192)]
+        vocab: usize,
+        /// Share of documents held out for validation and membership inference, chosen by document hash.
+        #[arg(long, default_value_t = 0.02)]
+        holdout: f64,
+        /// Number of canaries (random secrets) to plant into training documents.
+        #[arg(long, default_value_t = 0)]
+        canaries: usize,
+        /// How many times each canary is planted, cycled over the canaries.
+        #[arg(long, default_value = "1,4,16,64")]
+        canary_repeats: String,
+        /// Largest document (file or JSONL line) accepted, in bytes.
+        #[arg(long, default_value_t = 64 << 20)]
+        max_doc_bytes: usize,
+        /// Tokens per shard.
+        #[arg(long, default_value_t = 4 << 20)]
+        shard_tokens: usize,
+    },
+    /// Write a synthetic internal knowledge base (tickets, runbooks, notes, code) with planted secrets.
+    Synth {
+        /// Output directory (created; must be empty).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        docs: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// List corpora.
+    List,
+    /// Counts, sizes, splits, canaries and key ids of a corpus (never its text).
+    Show { name: String },
+    /// Authenticate every segment of every file of a corpus against its manifest.
+    Verify { name: String },
+    /// Remove a corpus: its data key is destroyed, then its files.
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new master key version and re-wrap every data key and the signing key under it.
+    Rotate,
+    /// Retire an old master key version (refused while it still wraps a key).
+    Retire {
+        #[arg(long)]
+        version: u32,
+    },
+    /// Master key versions and how many keys each wraps.
+    List,
 }
 
 impl Cli {
@@ -100,6 +182,207 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     anyhow::bail!("doctor found {} problems; first: {first}", rest.len() + 1)
                 }
             }
+        }
+        Command::Corpus(cmd) => corpus(&cli, &globals, cmd).await,
+        Command::Keys(cmd) => keys(&cli, &globals, cmd).await,
+    }
+}
+
+async fn corpus(cli: &Cli, globals: &Globals, cmd: &CorpusCommand) -> anyhow::Result<()> {
+    if let CorpusCommand::Synth { out, docs, seed } = cmd {
+        let summary = app::corpus::synth(out, *docs, *seed)?;
+        return emit(cli.json, &summary, || {
+            format!(
+                "Wrote {} documents ({} bytes) to {}, with {} planted secrets and PII recorded in {}\n",
+                summary.docs,
+                summary.bytes,
+                out.display(),
+                summary.planted,
+                out.join(crate::corpus::synth::SYNTH_DIR).display()
+            )
+        });
+    }
+    let app = App::open(globals).await?;
+    match cmd {
+        CorpusCommand::Synth { .. } => unreachable!("handled above"),
+        CorpusCommand::Ingest {
+            name,
+            paths,
+            format,
+            field,
+            lossy,
+            dedup,
+            vocab,
+            holdout,
+            canaries,
+            canary_repeats,
+            max_doc_bytes,
+            shard_tokens,
+        } => {
+            let opts = IngestOptions {
+                name: name.clone(),
+                inputs: paths.clone(),
+                read: ReadOptions {
+                    format: *format,
+                    field: field.clone(),
+                    lossy: *lossy,
+                    max_doc_bytes: *max_doc_bytes,
+                },
+                vocab: *vocab,
+                holdout: *holdout,
+                canaries: *canaries,
+                canary_repeats: crate::corpus::canary::parse_repeats(canary_repeats)?,
+                dedup: *dedup,
+                shard_tokens: *shard_tokens,
+            };
+            let r = app.ingest(opts).await?;
+            emit(cli.json, &r, || {
+                let s = &r.stats;
+                format!(
+                    "Ingested corpus {name} ({id})\n\
+                     \x20 documents   {docs} from {files} file(s) ({skipped} skipped), {bytes} bytes\n\
+                     \x20 duplicates  {dups} in {groups} group(s){dedup}\n\
+                     \x20 tokens      {tokens} (vocabulary {vocab})\n\
+                     \x20 holdout     {hd} documents, {ht} tokens\n\
+                     \x20 canaries    {canaries} (repeats {repeats:?})\n\
+                     \x20 sealed      {shards} shard(s), {sealed} bytes, data key {dk} under {mk}\n\
+                     \x20 time        {total:.2}s (read {read:.2}s, tokenizer {tok:.2}s, encode {enc:.2}s, seal {seal:.2}s)\n",
+                    name = r.name,
+                    id = r.corpus_id,
+                    docs = s.documents,
+                    files = s.input_files,
+                    skipped = s.skipped_files,
+                    bytes = s.input_bytes,
+                    dups = s.duplicates,
+                    groups = s.duplicate_groups,
+                    dedup = if s.dedup_removed > 0 { format!(", {} removed (--dedup)", s.dedup_removed) } else { String::new() },
+                    tokens = s.tokens,
+                    vocab = s.vocab,
+                    hd = s.holdout_documents,
+                    ht = s.holdout_tokens,
+                    canaries = s.canaries,
+                    repeats = s.canary_repeats,
+                    shards = s.shards,
+                    sealed = s.sealed_bytes,
+                    dk = r.data_key_id,
+                    mk = r.master_key,
+                    total = r.timings.total_s,
+                    read = r.timings.read_and_stage_s,
+                    tok = r.timings.tokenizer_training_s,
+                    enc = r.timings.tokenization_s,
+                    seal = r.timings.sealing_s,
+                )
+            })
+        }
+        CorpusCommand::List => {
+            let list = app.corpus_list().await?;
+            emit(cli.json, &list, || {
+                if list.is_empty() {
+                    return "No corpora yet; create one with `lethe corpus ingest --name NAME PATH...`\n".into();
+                }
+                let mut out = format!("{:<24} {:>10} {:>12} {:>8} {:>12}\n", "NAME", "DOCUMENTS", "TOKENS", "SHARDS", "ON DISK");
+                for c in &list {
+                    out.push_str(&format!(
+                        "{:<24} {:>10} {:>12} {:>8} {:>12}\n",
+                        c.name, c.stats.documents, c.stats.tokens, c.stats.shards, c.size_on_disk
+                    ));
+                }
+                out
+            })
+        }
+        CorpusCommand::Show { name } => {
+            let c = app.corpus_show(name).await?;
+            emit(cli.json, &c, || {
+                let s = &c.stats;
+                format!(
+                    "corpus          {name} ({id})\n\
+                     documents       {docs} ({train} train, {hd} holdout)\n\
+                     tokens          {tokens} ({tt} train, {ht} holdout), vocabulary {vocab}\n\
+                     duplicates      {dups} in {groups} group(s), {removed} removed\n\
+                     canaries        {canaries} planted, repeats {repeats:?}\n\
+                     input           {bytes} bytes from {files} file(s), {skipped} skipped\n\
+                     on disk         {disk} bytes in {shards} shard(s) + manifest, tokenizer, canaries ({dir})\n\
+                     data key        {dk}, wrapped by master key {mk}\n",
+                    name = c.name,
+                    id = c.id,
+                    docs = s.documents,
+                    train = s.train_documents,
+                    hd = s.holdout_documents,
+                    tokens = s.tokens,
+                    tt = s.train_tokens,
+                    ht = s.holdout_tokens,
+                    vocab = s.vocab,
+                    dups = s.duplicates,
+                    groups = s.duplicate_groups,
+                    removed = s.dedup_removed,
+                    canaries = s.canaries,
+                    repeats = s.canary_repeats,
+                    bytes = s.input_bytes,
+                    files = s.input_files,
+                    skipped = s.skipped_files,
+                    disk = c.size_on_disk,
+                    shards = s.shards,
+                    dir = c.directory.display(),
+                    dk = c.data_key_id,
+                    mk = c.master_key.as_deref().unwrap_or("?"),
+                )
+            })
+        }
+        CorpusCommand::Verify { name } => {
+            let r = app.corpus_verify(name).await?;
+            emit(cli.json, &r, || {
+                format!(
+                    "corpus {name}: OK ({} files, {} documents, {} sealed bytes authenticated)\n",
+                    r.files, r.documents, r.sealed_bytes
+                )
+            })
+        }
+        CorpusCommand::Rm { name } => {
+            let row = app.corpus_rm(name).await?;
+            emit(cli.json, &serde_json::json!({ "removed": row.name, "id": row.id, "data_key_destroyed": row.data_key_id }), || {
+                format!("Removed corpus {} ({}); its data key {} is destroyed\n", row.name, row.id, row.data_key_id)
+            })
+        }
+    }
+}
+
+async fn keys(cli: &Cli, globals: &Globals, cmd: &KeysCommand) -> anyhow::Result<()> {
+    let mut app = App::open(globals).await?;
+    let list_text = |r: &app::keys::KeysReport| {
+        let mut out = format!("master key {} ({})\n", r.master_key_id, r.source);
+        for v in &r.versions {
+            out.push_str(&format!(
+                "  v{:<4} {:<8} wraps {} key(s)\n",
+                v.version,
+                if v.current { "current" } else if v.retired { "retired" } else { "old" },
+                v.wraps
+            ));
+        }
+        out
+    };
+    match cmd {
+        KeysCommand::Rotate => {
+            let r = app.keys_rotate().await?;
+            emit(cli.json, &r, || {
+                format!(
+                    "Rotated master key {}: v{} -> v{}; re-wrapped {} data key(s){}; no sealed file was rewritten.\n\
+                     Retire the old version with `lethe keys retire --version {}` once backups no longer need it.\n",
+                    r.master_key_id,
+                    r.previous_version,
+                    r.new_version,
+                    r.data_keys_rewrapped,
+                    if r.signing_key_rewrapped { " and the signing key" } else { "" },
+                    r.previous_version
+                )
+            })
+        }
+        KeysCommand::Retire { version } => {
+            let r = app.keys_retire(*version).await?;
+            emit(cli.json, &r, || list_text(&r))
+        }
+        KeysCommand::List => {
+            let r = app.keys_list().await?;
+            emit(cli.json, &r, || list_text(&r))
         }
     }
 }

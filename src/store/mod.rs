@@ -3,6 +3,7 @@
 //! repository per table family. One schema serves both engines; the few statements that must differ
 //! (the job claim) branch on [`Engine`].
 
+pub mod corpora;
 pub mod jobs;
 pub mod users;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Executor, Row};
 
+pub use corpora::{Corpora, CorpusRow, DataKeyRow};
 pub use jobs::{Job, JobState, Jobs, NewJob};
 pub use users::{Role, User, Users};
 
@@ -38,6 +40,8 @@ pub enum StoreError {
         context: &'static str,
         source: sqlx::Error,
     },
+    #[error("a corpus named {0:?} already exists")]
+    CorpusExists(String),
     #[error("user {0:?} already exists")]
     UserExists(String),
     #[error("job {id} is no longer held by worker {worker} (its lease lapsed and it was handed back)")]
@@ -212,6 +216,10 @@ impl Store {
         Users::new(self)
     }
 
+    pub fn corpora(&self) -> Corpora<'_> {
+        Corpora::new(self)
+    }
+
     pub fn jobs(&self) -> Jobs<'_> {
         Jobs::new(self)
     }
@@ -229,18 +237,26 @@ pub fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A new id: `prefix` followed by 16 random bytes in hex.
+/// A new id: `prefix` followed by 32 hex digits. Ids are unique, not secret (they appear in URLs and
+/// logs), so they need no CSPRNG: the clock, the process id, a counter and std's per-process random hash
+/// keys make collisions between processes and hosts practically impossible while keeping this module free
+/// of any dependency on the vault.
 pub(crate) fn new_id(prefix: &str) -> String {
-    // ring's SystemRandom only fails when the OS has no entropy source at all; an id made from the clock
-    // and a counter is still unique in that case, so fall back to that instead of failing a write.
-    match crate::vault::random_hex(16) {
-        Ok(hex) => format!("{prefix}-{hex}"),
-        Err(_) => {
-            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            format!("{prefix}-{:x}{:016x}{n:08x}", std::process::id(), now_ms())
-        }
-    }
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    h.write_u32(std::process::id());
+    h.write_i64(now_ms());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    h.write_u32(nanos);
+    let hi = h.finish();
+    h.write_u64(hi);
+    format!("{prefix}-{hi:016x}{:016x}", h.finish())
 }
 
 #[cfg(test)]
@@ -255,6 +271,12 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
+    }
+
+    #[test]
+    fn ids_do_not_repeat() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_id("x")).collect();
+        assert_eq!(ids.len(), 10_000);
     }
 
     #[test]

@@ -260,6 +260,63 @@ impl MasterKeyRing {
         write_secret_file(path, self.to_document()?.as_bytes())
     }
 
+    /// Adds a fresh version and makes it current; returns its number. Older versions stay usable for
+    /// unwrapping until retired.
+    pub fn add_version(&mut self, now: i64) -> Result<u32, VaultError> {
+        let version = self.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        self.versions.push(MasterKeyVersion {
+            version,
+            created_at: now,
+            retired: false,
+            key: SecretKey::generate()?,
+        });
+        self.current = version;
+        Ok(version)
+    }
+
+    /// Marks `version` retired: keys wrapped by it no longer unwrap. The current version cannot be
+    /// retired.
+    pub fn retire(&mut self, version: u32) -> Result<(), VaultError> {
+        if version == self.current {
+            return Err(VaultError::MasterKeyMalformed {
+                origin: self.key_id.clone(),
+                reason: format!("version {version} is current; rotate first, then retire it"),
+            });
+        }
+        let v = self
+            .versions
+            .iter_mut()
+            .find(|v| v.version == version)
+            .ok_or_else(|| VaultError::UnknownMasterKeyVersion {
+                key_id: self.key_id.clone(),
+                version,
+            })?;
+        v.retired = true;
+        Ok(())
+    }
+
+    /// Replaces the key file at `path` with this ring: written to a 0600 temporary file, fsynced, then
+    /// renamed over the old one, so a crash leaves either the old ring or the new one, never half of one.
+    pub fn replace_file(&self, path: &Path) -> Result<(), VaultError> {
+        let tmp = path.with_extension("key.new");
+        let _ = fs::remove_file(&tmp);
+        write_secret_file(&tmp, self.to_document()?.as_bytes())?;
+        fs::rename(&tmp, path).map_err(|source| VaultError::KeyWrite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Some(dir) = path.parent() {
+            let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+
+    /// Unwraps `wrapped` and wraps it again under the current version.
+    pub fn rewrap(&self, wrapped: &WrappedKey, purpose: &str) -> Result<WrappedKey, VaultError> {
+        let secret = self.unwrap_key(wrapped, purpose)?;
+        self.wrap(&secret, purpose)
+    }
+
     /// The key id and current version, as printed to users: `mk-1a2b3c4d5e6f v1`.
     pub fn label(&self) -> String {
         format!("{} v{}", self.key_id, self.current)
@@ -463,6 +520,29 @@ mod tests {
         write_secret_file(&path, b"{\"format\":\"nope\"}").unwrap();
         let err = MasterKeyRing::load(&path).unwrap_err();
         assert!(matches!(err, VaultError::MasterKeyMalformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn rotation_rewraps_and_retired_versions_name_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let mut ring = MasterKeyRing::generate(0).unwrap();
+        ring.create_file(&path).unwrap();
+        let old = ring.wrap(&[9u8; 32], "p").unwrap();
+        assert_eq!(ring.add_version(1).unwrap(), 2);
+        let new = ring.rewrap(&old, "p").unwrap();
+        assert_eq!(new.master_version, 2);
+        assert!(ring.retire(2).is_err(), "current version cannot be retired");
+        ring.retire(1).unwrap();
+        ring.replace_file(&path).unwrap();
+        let loaded = MasterKeyRing::load(&path).unwrap();
+        assert_eq!(loaded.current, 2);
+        assert_eq!(loaded.unwrap_key(&new, "p").unwrap().as_slice(), &[9u8; 32]);
+        let err = loaded.unwrap_key(&old, "p").unwrap_err();
+        assert!(matches!(err, VaultError::RetiredMasterKey { version: 1, current: 2, .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{} version 1", ring.key_id)) && msg.contains("version 2"), "{msg}");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -65,6 +65,40 @@ impl Signer {
         Ok(Self { pair })
     }
 
+    /// Re-wraps the stored key under the ring's current master key version (after a rotation).
+    pub fn rewrap_file(path: &Path, ring: &MasterKeyRing) -> Result<(), VaultError> {
+        let text = fs::read_to_string(path).map_err(|source| VaultError::SigningKeyUnreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut file: SigningKeyFile =
+            serde_json::from_str(&text).map_err(|e| VaultError::SigningKeyMalformed(e.to_string()))?;
+        if file.wrapped.master_version == ring.current && file.wrapped.master_key_id == ring.key_id {
+            return Ok(());
+        }
+        file.wrapped = ring.rewrap(&file.wrapped, PURPOSE)?;
+        let text =
+            serde_json::to_string_pretty(&file).map_err(|e| VaultError::SigningKeyMalformed(e.to_string()))?;
+        let tmp = path.with_extension("key.new");
+        let _ = fs::remove_file(&tmp);
+        write_secret_file(&tmp, text.as_bytes())?;
+        fs::rename(&tmp, path).map_err(|source| VaultError::KeyWrite {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The master key version the stored key is wrapped by.
+    pub fn wrapped_version(path: &Path) -> Result<u32, VaultError> {
+        let text = fs::read_to_string(path).map_err(|source| VaultError::SigningKeyUnreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: SigningKeyFile =
+            serde_json::from_str(&text).map_err(|e| VaultError::SigningKeyMalformed(e.to_string()))?;
+        Ok(file.wrapped.master_version)
+    }
+
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.pair.public_key().as_ref())
     }

@@ -1,0 +1,176 @@
+//! Corpus use cases: ingest, list, show, verify, remove, and the synthetic demo corpus.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::App;
+use crate::corpus::{self, ingest, CorpusStats, SealedCorpus};
+use crate::store::{CorpusRow, DataKeyRow};
+use crate::vault::stream::DataKey;
+use crate::vault::WrappedKey;
+
+impl App {
+    /// Where sealed corpora live.
+    pub fn corpora_dir(&self) -> PathBuf {
+        self.config.data_dir.join("corpora")
+    }
+
+    /// The registered corpus `name`, or a one-line error listing what exists.
+    pub async fn corpus_row(&self, name: &str) -> anyhow::Result<CorpusRow> {
+        if let Some(row) = self.store.corpora().by_name(name).await? {
+            return Ok(row);
+        }
+        let names: Vec<String> = self.store.corpora().list().await?.into_iter().map(|c| c.name).collect();
+        if names.is_empty() {
+            anyhow::bail!("no corpus named {name:?} (there are none yet; create one with `lethe corpus ingest`)")
+        }
+        anyhow::bail!("no corpus named {name:?} (known: {})", names.join(", "))
+    }
+
+    /// Unwraps the data key of a corpus. A key wrapped only by a retired master key version fails here,
+    /// naming the data key and both master key versions.
+    pub async fn corpus_key(&self, row: &CorpusRow) -> anyhow::Result<DataKey> {
+        let key_row = self.store.corpora().data_key(&row.data_key_id).await?;
+        unwrap_data_key(&self.keys, &key_row)
+            .with_context(|| format!("cannot unlock corpus {:?} (data key {})", row.name, row.data_key_id))
+    }
+
+    /// Opens a corpus for reading: its manifest authenticated, its key unlocked.
+    pub async fn open_corpus(&self, name: &str) -> anyhow::Result<(CorpusRow, SealedCorpus)> {
+        let row = self.corpus_row(name).await?;
+        let key = self.corpus_key(&row).await?;
+        let dir = self.config.data_dir.join(&row.directory);
+        let sealed = SealedCorpus::open(&dir, &row.id, key)
+            .with_context(|| format!("corpus {:?} is damaged", row.name))?;
+        Ok((row, sealed))
+    }
+
+    pub async fn ingest(&self, opts: ingest::IngestOptions) -> anyhow::Result<ingest::IngestReport> {
+        ingest::validate_name(&opts.name)?;
+        if self.store.corpora().by_name(&opts.name).await?.is_some() {
+            anyhow::bail!("a corpus named {:?} already exists (remove it with `lethe corpus rm`)", opts.name);
+        }
+        let corpora_dir = self.corpora_dir();
+        let registered: HashSet<String> = self
+            .store
+            .corpora()
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|c| Path::new(&c.directory).file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        for removed in ingest::sweep_stale(&corpora_dir, &registered) {
+            tracing::info!(path = %removed.display(), "removed what an interrupted ingest left behind");
+        }
+        let keys = self.keys.clone();
+        let dir = corpora_dir.clone();
+        let built = tokio::task::spawn_blocking(move || ingest::build(&opts, &dir, &keys))
+            .await
+            .context("ingest was interrupted")??;
+        let target = ingest::move_into_place(&built, &corpora_dir)?;
+        let report = built.report.clone();
+        let row = CorpusRow {
+            id: built.corpus_id.clone(),
+            name: report.name.clone(),
+            data_key_id: built.data_key.id.clone(),
+            directory: format!("corpora/{}", built.corpus_id),
+            documents: report.stats.documents as i64,
+            tokens: report.stats.tokens as i64,
+            vocab: report.stats.vocab as i64,
+            stats: serde_json::to_value(&report.stats)?,
+            created_by: None,
+            created_at: crate::store::now_ms(),
+        };
+        if let Err(e) = self.store.corpora().register(&row, &built.data_key).await {
+            let _ = std::fs::remove_dir_all(&target);
+            return Err(e.into());
+        }
+        ingest::mark_registered(&target)?;
+        Ok(report)
+    }
+
+    pub async fn corpus_list(&self) -> anyhow::Result<Vec<CorpusSummary>> {
+        let rows = self.store.corpora().list().await?;
+        rows.into_iter().map(|r| self.summary(r, None)).collect()
+    }
+
+    pub async fn corpus_show(&self, name: &str) -> anyhow::Result<CorpusSummary> {
+        let row = self.corpus_row(name).await?;
+        let key = self.store.corpora().data_key(&row.data_key_id).await?;
+        self.summary(row, Some(key))
+    }
+
+    fn summary(&self, row: CorpusRow, key: Option<DataKeyRow>) -> anyhow::Result<CorpusSummary> {
+        let stats: CorpusStats = serde_json::from_value(row.stats.clone())
+            .with_context(|| format!("corpus {:?} has an unreadable summary", row.name))?;
+        let dir = self.config.data_dir.join(&row.directory);
+        let size_on_disk = std::fs::read_dir(&dir)
+            .map(|it| it.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0);
+        Ok(CorpusSummary {
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+            directory: dir,
+            size_on_disk,
+            data_key_id: row.data_key_id,
+            master_key: key.map(|k| format!("{} v{}", k.master_key_id, k.master_version)),
+            stats,
+        })
+    }
+
+    pub async fn corpus_verify(&self, name: &str) -> anyhow::Result<corpus::sealed::VerifyReport> {
+        let (row, sealed) = self.open_corpus(name).await?;
+        let report = tokio::task::spawn_blocking(move || sealed.verify())
+            .await
+            .context("verification was interrupted")?
+            .with_context(|| format!("corpus {:?} failed verification", row.name))?;
+        Ok(report)
+    }
+
+    /// Deletes the corpus's row and data key first (which makes its files unreadable), then its files.
+    pub async fn corpus_rm(&self, name: &str) -> anyhow::Result<CorpusRow> {
+        let row = self.corpus_row(name).await?;
+        self.store.corpora().remove(&row).await?;
+        let dir = self.config.data_dir.join(&row.directory);
+        std::fs::remove_dir_all(&dir)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .with_context(|| format!("corpus removed from the database, but {} could not be deleted", dir.display()))?;
+        Ok(row)
+    }
+}
+
+/// What `corpus list` and `corpus show` print: counts, sizes and key ids, never corpus text.
+#[derive(Debug, Serialize)]
+pub struct CorpusSummary {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub directory: PathBuf,
+    pub size_on_disk: u64,
+    pub data_key_id: String,
+    pub master_key: Option<String>,
+    pub stats: CorpusStats,
+}
+
+pub(crate) fn unwrap_data_key(ring: &crate::vault::MasterKeyRing, row: &DataKeyRow) -> anyhow::Result<DataKey> {
+    let wrapped = WrappedKey {
+        master_key_id: row.master_key_id.clone(),
+        master_version: row.master_version,
+        blob: row.wrapped.clone(),
+    };
+    let bytes = ring.unwrap_key(&wrapped, &row.purpose)?;
+    let arr: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("data key {} unwraps to {} bytes, not 32", row.id, bytes.len()))?;
+    Ok(DataKey::from_bytes(arr))
+}
+
+/// `lethe corpus synth`: needs no data directory.
+pub fn synth(out: &Path, docs: usize, seed: u64) -> anyhow::Result<corpus::synth::SynthSummary> {
+    Ok(corpus::synth::generate(out, &corpus::synth::SynthOptions { docs, seed })?)
+}
