@@ -23,9 +23,18 @@ impl App {
         if let Some(row) = self.store.corpora().by_name(name).await? {
             return Ok(row);
         }
-        let names: Vec<String> = self.store.corpora().list().await?.into_iter().map(|c| c.name).collect();
+        let names: Vec<String> = self
+            .store
+            .corpora()
+            .list()
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         if names.is_empty() {
-            anyhow::bail!("no corpus named {name:?} (there are none yet; create one with `lethe corpus ingest`)")
+            anyhow::bail!(
+                "no corpus named {name:?} (there are none yet; create one with `lethe corpus ingest`)"
+            )
         }
         anyhow::bail!("no corpus named {name:?} (known: {})", names.join(", "))
     }
@@ -34,8 +43,12 @@ impl App {
     /// naming the data key and both master key versions.
     pub async fn corpus_key(&self, row: &CorpusRow) -> anyhow::Result<DataKey> {
         let key_row = self.store.corpora().data_key(&row.data_key_id).await?;
-        unwrap_data_key(&self.keys, &key_row)
-            .with_context(|| format!("cannot unlock corpus {:?} (data key {})", row.name, row.data_key_id))
+        unwrap_data_key(&self.keys, &key_row).with_context(|| {
+            format!(
+                "cannot unlock corpus {:?} (data key {})",
+                row.name, row.data_key_id
+            )
+        })
     }
 
     /// Opens a corpus for reading: its manifest authenticated, its key unlocked.
@@ -51,7 +64,10 @@ impl App {
     pub async fn ingest(&self, opts: ingest::IngestOptions) -> anyhow::Result<ingest::IngestReport> {
         ingest::validate_name(&opts.name)?;
         if self.store.corpora().by_name(&opts.name).await?.is_some() {
-            anyhow::bail!("a corpus named {:?} already exists (remove it with `lethe corpus rm`)", opts.name);
+            anyhow::bail!(
+                "a corpus named {:?} already exists (remove it with `lethe corpus rm`)",
+                opts.name
+            );
         }
         let corpora_dir = self.corpora_dir();
         let registered: HashSet<String> = self
@@ -60,7 +76,11 @@ impl App {
             .list()
             .await?
             .into_iter()
-            .filter_map(|c| Path::new(&c.directory).file_name().map(|n| n.to_string_lossy().into_owned()))
+            .filter_map(|c| {
+                Path::new(&c.directory)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
             .collect();
         for removed in ingest::sweep_stale(&corpora_dir, &registered) {
             tracing::info!(path = %removed.display(), "removed what an interrupted ingest left behind");
@@ -108,7 +128,12 @@ impl App {
             .with_context(|| format!("corpus {:?} has an unreadable summary", row.name))?;
         let dir = self.config.data_dir.join(&row.directory);
         let size_on_disk = std::fs::read_dir(&dir)
-            .map(|it| it.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|it| {
+                it.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0);
         Ok(CorpusSummary {
             id: row.id,
@@ -137,8 +162,19 @@ impl App {
         self.store.corpora().remove(&row).await?;
         let dir = self.config.data_dir.join(&row.directory);
         std::fs::remove_dir_all(&dir)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-            .with_context(|| format!("corpus removed from the database, but {} could not be deleted", dir.display()))?;
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .with_context(|| {
+                format!(
+                    "corpus removed from the database, but {} could not be deleted",
+                    dir.display()
+                )
+            })?;
         Ok(row)
     }
 }
@@ -156,7 +192,10 @@ pub struct CorpusSummary {
     pub stats: CorpusStats,
 }
 
-pub(crate) fn unwrap_data_key(ring: &crate::vault::MasterKeyRing, row: &DataKeyRow) -> anyhow::Result<DataKey> {
+pub(crate) fn unwrap_data_key(
+    ring: &crate::vault::MasterKeyRing,
+    row: &DataKeyRow,
+) -> anyhow::Result<DataKey> {
     let wrapped = WrappedKey {
         master_key_id: row.master_key_id.clone(),
         master_version: row.master_version,
@@ -172,5 +211,8 @@ pub(crate) fn unwrap_data_key(ring: &crate::vault::MasterKeyRing, row: &DataKeyR
 
 /// `lethe corpus synth`: needs no data directory.
 pub fn synth(out: &Path, docs: usize, seed: u64) -> anyhow::Result<corpus::synth::SynthSummary> {
-    Ok(corpus::synth::generate(out, &corpus::synth::SynthOptions { docs, seed })?)
+    Ok(corpus::synth::generate(
+        out,
+        &corpus::synth::SynthOptions { docs, seed },
+    )?)
 }

@@ -81,6 +81,12 @@ impl App {
     /// Retires `version`, refusing while any key is still wrapped by it.
     pub async fn keys_retire(&mut self, version: u32) -> anyhow::Result<KeysReport> {
         refuse_env()?;
+        if version == self.keys.current {
+            anyhow::bail!(
+                "master key {} version {version} is current; rotate first, then retire it",
+                self.keys.key_id
+            );
+        }
         let usage = self.key_usage().await?;
         if let Some(n) = usage.get(&version).filter(|&&n| n > 0) {
             anyhow::bail!(

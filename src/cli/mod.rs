@@ -278,9 +278,13 @@ async fn corpus(cli: &Cli, globals: &Globals, cmd: &CorpusCommand) -> anyhow::Re
             let list = app.corpus_list().await?;
             emit(cli.json, &list, || {
                 if list.is_empty() {
-                    return "No corpora yet; create one with `lethe corpus ingest --name NAME PATH...`\n".into();
+                    return "No corpora yet; create one with `lethe corpus ingest --name NAME PATH...`\n"
+                        .into();
                 }
-                let mut out = format!("{:<24} {:>10} {:>12} {:>8} {:>12}\n", "NAME", "DOCUMENTS", "TOKENS", "SHARDS", "ON DISK");
+                let mut out = format!(
+                    "{:<24} {:>10} {:>12} {:>8} {:>12}\n",
+                    "NAME", "DOCUMENTS", "TOKENS", "SHARDS", "ON DISK"
+                );
                 for c in &list {
                     out.push_str(&format!(
                         "{:<24} {:>10} {:>12} {:>8} {:>12}\n",
@@ -339,9 +343,16 @@ async fn corpus(cli: &Cli, globals: &Globals, cmd: &CorpusCommand) -> anyhow::Re
         }
         CorpusCommand::Rm { name } => {
             let row = app.corpus_rm(name).await?;
-            emit(cli.json, &serde_json::json!({ "removed": row.name, "id": row.id, "data_key_destroyed": row.data_key_id }), || {
-                format!("Removed corpus {} ({}); its data key {} is destroyed\n", row.name, row.id, row.data_key_id)
-            })
+            emit(
+                cli.json,
+                &serde_json::json!({ "removed": row.name, "id": row.id, "data_key_destroyed": row.data_key_id }),
+                || {
+                    format!(
+                        "Removed corpus {} ({}); its data key {} is destroyed\n",
+                        row.name, row.id, row.data_key_id
+                    )
+                },
+            )
         }
     }
 }
@@ -354,7 +365,13 @@ async fn keys(cli: &Cli, globals: &Globals, cmd: &KeysCommand) -> anyhow::Result
             out.push_str(&format!(
                 "  v{:<4} {:<8} wraps {} key(s)\n",
                 v.version,
-                if v.current { "current" } else if v.retired { "retired" } else { "old" },
+                if v.current {
+                    "current"
+                } else if v.retired {
+                    "retired"
+                } else {
+                    "old"
+                },
                 v.wraps
             ));
         }

@@ -38,10 +38,7 @@ impl Canary {
 
 /// Parses `--canary-repeats 1,4,16,64`.
 pub fn parse_repeats(spec: &str) -> Result<Vec<u32>, CorpusError> {
-    let out: Result<Vec<u32>, _> = spec
-        .split(',')
-        .map(|s| s.trim().parse::<u32>())
-        .collect();
+    let out: Result<Vec<u32>, _> = spec.split(',').map(|s| s.trim().parse::<u32>()).collect();
     match out {
         Ok(v) if !v.is_empty() && v.iter().all(|&r| (1..=100_000).contains(&r)) => Ok(v),
         _ => Err(CorpusError::Option(format!(
@@ -64,7 +61,9 @@ pub fn draw(count: usize, repeats: &[u32], train_docs: &[u32]) -> Result<Vec<Can
         return Ok(Vec::new());
     }
     if train_docs.is_empty() {
-        return Err(CorpusError::Option("canaries need at least one training document".into()));
+        return Err(CorpusError::Option(
+            "canaries need at least one training document".into(),
+        ));
     }
     let rng = SystemRandom::new();
     let mut seen = std::collections::HashSet::new();
@@ -126,10 +125,16 @@ mod tests {
     fn draws_distinct_well_formed_canaries_with_cycled_repeats() {
         let train: Vec<u32> = (0..50).collect();
         let c = draw(6, &[1, 4, 16], &train).unwrap();
-        assert_eq!(c.iter().map(|c| c.repeats).collect::<Vec<_>>(), [1, 4, 16, 1, 4, 16]);
+        assert_eq!(
+            c.iter().map(|c| c.repeats).collect::<Vec<_>>(),
+            [1, 4, 16, 1, 4, 16]
+        );
         for k in &c {
             assert_eq!(k.secret.len(), 11);
-            assert!(k.secret.split('-').all(|d| d.len() == 1 && d.as_bytes()[0].is_ascii_digit()));
+            assert!(k
+                .secret
+                .split('-')
+                .all(|d| d.len() == 1 && d.as_bytes()[0].is_ascii_digit()));
             assert_eq!(k.docs.len(), k.repeats as usize);
             assert!(k.docs.iter().all(|d| train.contains(d)));
         }

@@ -97,7 +97,9 @@ pub struct Built {
 pub fn validate_name(name: &str) -> Result<(), CorpusError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !name.starts_with('.');
     if ok {
         Ok(())
@@ -111,10 +113,15 @@ pub fn validate_name(name: &str) -> Result<(), CorpusError> {
 fn validate(opts: &IngestOptions) -> Result<(), CorpusError> {
     validate_name(&opts.name)?;
     if opts.inputs.is_empty() {
-        return Err(CorpusError::Option("no inputs given (paths, or - for standard input)".into()));
+        return Err(CorpusError::Option(
+            "no inputs given (paths, or - for standard input)".into(),
+        ));
     }
     if !(0.0..0.5).contains(&opts.holdout) {
-        return Err(CorpusError::Option(format!("--holdout {} must be in [0, 0.5)", opts.holdout)));
+        return Err(CorpusError::Option(format!(
+            "--holdout {} must be in [0, 0.5)",
+            opts.holdout
+        )));
     }
     if opts.canaries > 10_000 {
         return Err(CorpusError::Option("--canaries is limited to 10000".into()));
@@ -173,13 +180,21 @@ impl Iterator for StagedTexts {
     }
 }
 
-fn open_staged(path: &Path, corpus_id: &str, key: &DataKey) -> Result<OpenReader<BufReader<File>>, CorpusError> {
+fn open_staged(
+    path: &Path,
+    corpus_id: &str,
+    key: &DataKey,
+) -> Result<OpenReader<BufReader<File>>, CorpusError> {
     let f = File::open(path).map_err(CorpusError::write(path))?;
-    OpenReader::new(BufReader::with_capacity(1 << 20, f), key, &StreamContext::new(corpus_id, "staging-text"))
-        .map_err(|source| CorpusError::Sealed {
-            file: path.display().to_string(),
-            source,
-        })
+    OpenReader::new(
+        BufReader::with_capacity(1 << 20, f),
+        key,
+        &StreamContext::new(corpus_id, "staging-text"),
+    )
+    .map_err(|source| CorpusError::Sealed {
+        file: path.display().to_string(),
+        source,
+    })
 }
 
 /// Whether a document goes to the holdout split: a pure function of its hash, so exact duplicates share
@@ -220,8 +235,11 @@ fn build_in(
 ) -> Result<(DataKeyRow, IngestReport), CorpusError> {
     let t0 = Instant::now();
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    std::fs::write(dir.join(OWNER_FILE), format!("{} {}\n", host.trim(), std::process::id()))
-        .map_err(CorpusError::write(dir))?;
+    std::fs::write(
+        dir.join(OWNER_FILE),
+        format!("{} {}\n", host.trim(), std::process::id()),
+    )
+    .map_err(CorpusError::write(dir))?;
 
     let key = DataKey::generate(&SystemRandom::new()).map_err(|source| CorpusError::Sealed {
         file: "new data key".into(),
@@ -243,7 +261,14 @@ fn build_in(
     // Pass 1: read, hash, stage.
     let (files, skipped) = reader::expand_inputs(&opts.inputs)?;
     let staged_path = dir.join("staging-text.sealed");
-    let mut stage = SealedFileWriter::create(dir, "staging-text.sealed", "staging-text", corpus_id, &key, &key_id)?;
+    let mut stage = SealedFileWriter::create(
+        dir,
+        "staging-text.sealed",
+        "staging-text",
+        corpus_id,
+        &key,
+        &key_id,
+    )?;
     let mut docs: Vec<DocMeta> = Vec::new();
     let mut hashes: Vec<[u8; 32]> = Vec::new();
     let mut first_of: HashMap<[u8; 32], u32> = HashMap::new();
@@ -303,7 +328,9 @@ fn build_in(
     let read_s = t0.elapsed().as_secs_f64();
 
     // Canaries go into training documents only: a canary in the holdout would measure nothing.
-    let train_docs: Vec<u32> = (0..docs.len() as u32).filter(|&i| !docs[i as usize].holdout).collect();
+    let train_docs: Vec<u32> = (0..docs.len() as u32)
+        .filter(|&i| !docs[i as usize].holdout)
+        .collect();
     let canaries: Vec<Canary> = canary::draw(opts.canaries, &opts.canary_repeats, &train_docs)?;
     let mut plant_in: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for c in &canaries {
@@ -361,7 +388,9 @@ fn build_in(
             };
             let index = next_doc + batch.len() as u32;
             if let Some(sentences) = plant_in.get(&index) {
-                canary::plant(&mut text, sentences, &mut |n| (pick_rng.next() % n as u64) as usize);
+                canary::plant(&mut text, sentences, &mut |n| {
+                    (pick_rng.next() % n as u64) as usize
+                });
             }
             size += text.len();
             batch.push(text);
@@ -452,7 +481,15 @@ fn build_in(
         stats: stats.clone(),
     };
     let manifest_json = serde_json::to_vec(&manifest).map_err(|e| CorpusError::Option(e.to_string()))?;
-    let manifest_meta = sealed::seal_bytes(dir, sealed::MANIFEST_FILE, "manifest", corpus_id, &key, &key_id, &manifest_json)?;
+    let manifest_meta = sealed::seal_bytes(
+        dir,
+        sealed::MANIFEST_FILE,
+        "manifest",
+        corpus_id,
+        &key,
+        &key_id,
+        &manifest_json,
+    )?;
     stats.sealed_bytes += manifest_meta.bytes;
     sync_dir(dir)?;
     sealing_s += t.elapsed().as_secs_f64();

@@ -39,10 +39,7 @@ pub enum CorpusError {
     #[error("{file}: {reason}")]
     Damaged { file: String, reason: String },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    Write { path: String, source: std::io::Error },
     #[error("invalid option: {0}")]
     Option(String),
 }

@@ -53,15 +53,100 @@ pub struct RawDoc {
 
 /// Extensions taken when walking a directory: prose, markup, configuration and source code.
 const TEXT_EXTENSIONS: &[&str] = &[
-    "txt", "md", "markdown", "rst", "adoc", "org", "tex", "csv", "tsv", "log", "json", "jsonl", "ndjson",
-    "yaml", "yml", "toml", "ini", "cfg", "conf", "xml", "html", "htm", "css", "scss", "sql", "sh", "bash",
-    "zsh", "ps1", "py", "pyi", "rs", "go", "java", "kt", "kts", "scala", "c", "h", "cc", "cpp", "cxx", "hpp",
-    "hh", "cs", "fs", "swift", "m", "mm", "js", "jsx", "ts", "tsx", "mjs", "cjs", "vue", "svelte", "rb",
-    "php", "pl", "pm", "lua", "r", "jl", "hs", "ml", "mli", "ex", "exs", "erl", "clj", "dart", "zig", "nim",
-    "proto", "graphql", "tf", "hcl", "gradle", "cmake", "mk", "dockerfile", "properties", "env",
+    "txt",
+    "md",
+    "markdown",
+    "rst",
+    "adoc",
+    "org",
+    "tex",
+    "csv",
+    "tsv",
+    "log",
+    "json",
+    "jsonl",
+    "ndjson",
+    "yaml",
+    "yml",
+    "toml",
+    "ini",
+    "cfg",
+    "conf",
+    "xml",
+    "html",
+    "htm",
+    "css",
+    "scss",
+    "sql",
+    "sh",
+    "bash",
+    "zsh",
+    "ps1",
+    "py",
+    "pyi",
+    "rs",
+    "go",
+    "java",
+    "kt",
+    "kts",
+    "scala",
+    "c",
+    "h",
+    "cc",
+    "cpp",
+    "cxx",
+    "hpp",
+    "hh",
+    "cs",
+    "fs",
+    "swift",
+    "m",
+    "mm",
+    "js",
+    "jsx",
+    "ts",
+    "tsx",
+    "mjs",
+    "cjs",
+    "vue",
+    "svelte",
+    "rb",
+    "php",
+    "pl",
+    "pm",
+    "lua",
+    "r",
+    "jl",
+    "hs",
+    "ml",
+    "mli",
+    "ex",
+    "exs",
+    "erl",
+    "clj",
+    "dart",
+    "zig",
+    "nim",
+    "proto",
+    "graphql",
+    "tf",
+    "hcl",
+    "gradle",
+    "cmake",
+    "mk",
+    "dockerfile",
+    "properties",
+    "env",
 ];
 /// File names without a telling extension that are text all the same.
-const TEXT_NAMES: &[&str] = &["Makefile", "Dockerfile", "README", "LICENSE", "CHANGELOG", "Jenkinsfile"];
+const TEXT_NAMES: &[&str] = &[
+    "Makefile",
+    "Dockerfile",
+    "README",
+    "LICENSE",
+    "CHANGELOG",
+    "Jenkinsfile",
+];
 
 fn walkable(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -111,7 +196,11 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut usize) -> Result<(),
         let path = e.path();
         let ft = e.file_type().map_err(err)?;
         if ft.is_dir() {
-            if !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+            if !path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+            {
                 walk(&path, files, skipped)?;
             }
         } else if ft.is_file() && walkable(&path) {
@@ -127,7 +216,10 @@ fn is_jsonl(path: &Path, format: InputFormat) -> bool {
     match format {
         InputFormat::Jsonl => true,
         InputFormat::Text => false,
-        InputFormat::Auto => matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "ndjson")),
+        InputFormat::Auto => matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("jsonl" | "ndjson")
+        ),
     }
 }
 
@@ -237,7 +329,8 @@ fn read_jsonl(
             line: line_no,
             reason,
         };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
         let field = match value.get(&opts.field) {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(other) => {
@@ -324,7 +417,14 @@ mod tests {
         let err = read_all(&p, &ReadOptions::default()).unwrap_err();
         assert!(matches!(err, CorpusError::InvalidUtf8 { offset: 6, .. }), "{err}");
         assert!(err.to_string().contains("a.txt"));
-        let lossy = read_all(&p, &ReadOptions { lossy: true, ..Default::default() }).unwrap();
+        let lossy = read_all(
+            &p,
+            &ReadOptions {
+                lossy: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(lossy[0].text, "hello \u{FFFD} world");
     }
 
@@ -334,7 +434,10 @@ mod tests {
         let p = dir.path().join("a.jsonl");
         std::fs::write(&p, b"{\"text\":\"ok\"}\n{\"text\":\"b\xffd\"}\n").unwrap();
         let err = read_all(&p, &ReadOptions::default()).unwrap_err();
-        assert!(matches!(err, CorpusError::InvalidUtf8 { offset: 24, .. }), "{err}");
+        assert!(
+            matches!(err, CorpusError::InvalidUtf8 { offset: 24, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -344,13 +447,22 @@ mod tests {
         std::fs::write(&p, "{\"text\":\"one\"}\n\n{\"body\":\"two\"}\n").unwrap();
         let err = read_all(&p, &ReadOptions::default()).unwrap_err();
         assert!(matches!(err, CorpusError::Jsonl { line: 3, .. }), "{err}");
-        let docs = read_all(&p, &ReadOptions { field: "body".into(), ..Default::default() });
+        let docs = read_all(
+            &p,
+            &ReadOptions {
+                field: "body".into(),
+                ..Default::default()
+            },
+        );
         assert!(matches!(docs, Err(CorpusError::Jsonl { line: 1, .. })));
         std::fs::write(&p, "{\"text\": 5}\n").unwrap();
         let err = read_all(&p, &ReadOptions::default()).unwrap_err().to_string();
         assert!(err.contains("a number"), "{err}");
         std::fs::write(&p, "{\"text\": \"x\"\n").unwrap();
-        assert!(matches!(read_all(&p, &ReadOptions::default()), Err(CorpusError::Jsonl { line: 1, .. })));
+        assert!(matches!(
+            read_all(&p, &ReadOptions::default()),
+            Err(CorpusError::Jsonl { line: 1, .. })
+        ));
     }
 
     #[test]
@@ -373,7 +485,10 @@ mod tests {
         (&f).write_all(b"{\"text\": \"").unwrap();
         // A sparse file: 2 GB long, no disk used, no newline anywhere.
         f.set_len(2 << 30).unwrap();
-        let opts = ReadOptions { max_doc_bytes: 1 << 20, ..Default::default() };
+        let opts = ReadOptions {
+            max_doc_bytes: 1 << 20,
+            ..Default::default()
+        };
         let err = read_all(&p, &opts).unwrap_err();
         assert!(matches!(err, CorpusError::DocumentTooLarge { .. }), "{err}");
         assert!(err.to_string().contains("huge.jsonl:1"), "{err}");
@@ -398,7 +513,10 @@ mod tests {
         std::fs::write(dir.path().join("logo.png"), [0u8, 1, 2]).unwrap();
         std::fs::write(dir.path().join("Makefile"), "all:").unwrap();
         let (files, skipped) = expand_inputs(&[dir.path().to_path_buf()]).unwrap();
-        let names: Vec<_> = files.iter().map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
         assert_eq!(names, ["Makefile", "a.md", "b/z.rs"]);
         assert_eq!(skipped, 1);
     }

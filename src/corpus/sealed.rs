@@ -155,17 +155,25 @@ fn sealed_io(path: &Path, e: std::io::Error) -> CorpusError {
     }
 }
 
-fn open_sealed(path: &Path, corpus_id: &str, role: &str, key: &DataKey) -> Result<OpenReader<BufReader<File>>, CorpusError> {
+fn open_sealed(
+    path: &Path,
+    corpus_id: &str,
+    role: &str,
+    key: &DataKey,
+) -> Result<OpenReader<BufReader<File>>, CorpusError> {
     let f = File::open(path).map_err(|e| CorpusError::Damaged {
         file: path.display().to_string(),
         reason: format!("cannot open: {e}"),
     })?;
-    OpenReader::new(BufReader::with_capacity(1 << 20, f), key, &StreamContext::new(corpus_id, role)).map_err(
-        |source| CorpusError::Sealed {
-            file: path.display().to_string(),
-            source,
-        },
+    OpenReader::new(
+        BufReader::with_capacity(1 << 20, f),
+        key,
+        &StreamContext::new(corpus_id, role),
     )
+    .map_err(|source| CorpusError::Sealed {
+        file: path.display().to_string(),
+        source,
+    })
 }
 
 /// Reads a whole sealed file into memory (for the small ones: manifest, tokenizer, canaries).
@@ -258,7 +266,13 @@ impl SealedCorpus {
     }
 
     /// Decrypts one shard completely.
-    fn read_shard(dir: &Path, corpus_id: &str, key: &DataKey, i: u32, manifest_docs: &[super::DocMeta]) -> Result<Vec<Doc>, CorpusError> {
+    fn read_shard(
+        dir: &Path,
+        corpus_id: &str,
+        key: &DataKey,
+        i: u32,
+        manifest_docs: &[super::DocMeta],
+    ) -> Result<Vec<Doc>, CorpusError> {
         let path = dir.join(shard_file(i));
         let mut r = open_sealed(&path, corpus_id, &shard_role(i), key)?;
         let max_tokens = manifest_docs.iter().map(|d| d.tokens).max().unwrap_or(0);
@@ -275,10 +289,12 @@ impl SealedCorpus {
                 }
             })?;
             let Some((index, tokens)) = rec else { break };
-            let meta = manifest_docs.get(index as usize).ok_or_else(|| CorpusError::Damaged {
-                file: path.display().to_string(),
-                reason: format!("holds document {index}, which the manifest does not list"),
-            })?;
+            let meta = manifest_docs
+                .get(index as usize)
+                .ok_or_else(|| CorpusError::Damaged {
+                    file: path.display().to_string(),
+                    reason: format!("holds document {index}, which the manifest does not list"),
+                })?;
             if meta.shard != i || meta.tokens as usize != tokens.len() {
                 return Err(CorpusError::Damaged {
                     file: path.display().to_string(),
@@ -363,8 +379,13 @@ impl SealedCorpus {
         }
         report.documents = seen;
         // A sealed file that the manifest does not list was put there by someone else.
-        let listed: std::collections::HashSet<&str> =
-            self.manifest.files.iter().map(|f| f.file.as_str()).chain([MANIFEST_FILE]).collect();
+        let listed: std::collections::HashSet<&str> = self
+            .manifest
+            .files
+            .iter()
+            .map(|f| f.file.as_str())
+            .chain([MANIFEST_FILE])
+            .collect();
         let entries = std::fs::read_dir(&self.dir).map_err(|e| CorpusError::Damaged {
             file: self.dir.display().to_string(),
             reason: e.to_string(),

@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 
 /// Writes one document record.
 pub fn write_doc<W: Write>(w: &mut W, doc_index: u32, tokens: &[u32]) -> std::io::Result<()> {
-    let n = u32::try_from(tokens.len()).map_err(|_| std::io::Error::other("document has more than 2^32 tokens"))?;
+    let n = u32::try_from(tokens.len())
+        .map_err(|_| std::io::Error::other("document has more than 2^32 tokens"))?;
     let mut buf = Vec::with_capacity(8 + tokens.len() * 4);
     buf.extend_from_slice(&doc_index.to_le_bytes());
     buf.extend_from_slice(&n.to_le_bytes());
@@ -25,7 +26,12 @@ pub fn read_doc<R: Read>(r: &mut R, max_tokens: u32) -> std::io::Result<Option<(
     while got < head.len() {
         match r.read(&mut head[got..])? {
             0 if got == 0 => return Ok(None),
-            0 => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "record header cut short")),
+            0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "record header cut short",
+                ))
+            }
             n => got += n,
         }
     }

@@ -147,7 +147,13 @@ mod tests {
         let docs = sample();
         let tok = CorpusTokenizer::train(docs.iter(), 600).unwrap();
         assert!(tok.vocab_size() <= 600 && tok.vocab_size() > 300);
-        for d in docs.iter().take(20).chain(["  leading spaces", "tabs\tand\r\nCRLF", "🦀 emoji", ""].iter().map(|s| s.to_string()).collect::<Vec<_>>().iter()) {
+        for d in docs.iter().take(20).chain(
+            ["  leading spaces", "tabs\tand\r\nCRLF", "🦀 emoji", ""]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .iter(),
+        ) {
             let ids = tok.encode(d).unwrap();
             assert!(ids.iter().all(|&i| i >= 4), "no special ids from plain text");
             assert_eq!(&tok.decode(&ids).unwrap(), d);
@@ -158,11 +164,17 @@ mod tests {
         let json = tok.to_json().unwrap();
         let back = CorpusTokenizer::from_json(json.as_bytes()).unwrap();
         assert_eq!(back.encode(&docs[3]).unwrap(), tok.encode(&docs[3]).unwrap());
-        assert_eq!(back.encode_batch(&[&docs[1], &docs[2]]).unwrap()[1], tok.encode(&docs[2]).unwrap());
+        assert_eq!(
+            back.encode_batch(&[&docs[1], &docs[2]]).unwrap()[1],
+            tok.encode(&docs[2]).unwrap()
+        );
     }
 
     #[test]
     fn refuses_silly_vocabulary_sizes() {
-        assert!(matches!(CorpusTokenizer::train(["a"].iter(), 10), Err(CorpusError::Tokenizer(_))));
+        assert!(matches!(
+            CorpusTokenizer::train(["a"].iter(), 10),
+            Err(CorpusError::Tokenizer(_))
+        ));
     }
 }

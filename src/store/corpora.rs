@@ -31,7 +31,8 @@ pub struct CorpusRow {
     pub created_at: i64,
 }
 
-const CORPUS_COLUMNS: &str = "id, name, data_key_id, directory, documents, tokens, vocab, stats, created_by, created_at";
+const CORPUS_COLUMNS: &str =
+    "id, name, data_key_id, directory, documents, tokens, vocab, stats, created_by, created_at";
 
 impl CorpusRow {
     fn from_row(row: &AnyRow) -> Result<CorpusRow, StoreError> {
@@ -154,7 +155,9 @@ impl<'a> Corpora<'a> {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query("removing a data key"))?;
-        tx.commit().await.map_err(StoreError::query("committing a removal"))
+        tx.commit()
+            .await
+            .map_err(StoreError::query("committing a removal"))
     }
 
     pub async fn data_key(&self, id: &str) -> Result<DataKeyRow, StoreError> {
@@ -174,10 +177,12 @@ impl<'a> Corpora<'a> {
 
     /// Every data key, for rotation.
     pub async fn all_data_keys(&self) -> Result<Vec<DataKeyRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, purpose, master_key_id, master_version, wrapped FROM data_keys ORDER BY id")
-            .fetch_all(self.store.pool())
-            .await
-            .map_err(StoreError::query("listing data keys"))?;
+        let rows = sqlx::query(
+            "SELECT id, purpose, master_key_id, master_version, wrapped FROM data_keys ORDER BY id",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(StoreError::query("listing data keys"))?;
         rows.iter().map(data_key_from_row).collect()
     }
 

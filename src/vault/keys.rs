@@ -539,9 +539,22 @@ mod tests {
         assert_eq!(loaded.current, 2);
         assert_eq!(loaded.unwrap_key(&new, "p").unwrap().as_slice(), &[9u8; 32]);
         let err = loaded.unwrap_key(&old, "p").unwrap_err();
-        assert!(matches!(err, VaultError::RetiredMasterKey { version: 1, current: 2, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                VaultError::RetiredMasterKey {
+                    version: 1,
+                    current: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains(&format!("{} version 1", ring.key_id)) && msg.contains("version 2"), "{msg}");
+        assert!(
+            msg.contains(&format!("{} version 1", ring.key_id)) && msg.contains("version 2"),
+            "{msg}"
+        );
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
     }
 

@@ -77,8 +77,8 @@ impl Signer {
             return Ok(());
         }
         file.wrapped = ring.rewrap(&file.wrapped, PURPOSE)?;
-        let text =
-            serde_json::to_string_pretty(&file).map_err(|e| VaultError::SigningKeyMalformed(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&file)
+            .map_err(|e| VaultError::SigningKeyMalformed(e.to_string()))?;
         let tmp = path.with_extension("key.new");
         let _ = fs::remove_file(&tmp);
         write_secret_file(&tmp, text.as_bytes())?;
