@@ -45,13 +45,22 @@ lint: setup
 test: build lint
 	cargo test --release --locked
 
+DEMO_CORPUS := $(DEMO_DIR)-corpus
+
 demo: build
-	@rm -rf "$(DEMO_DIR)"
+	@rm -rf "$(DEMO_DIR)" "$(DEMO_CORPUS)"
 	@echo "== lethe init (a fresh data directory: $(DEMO_DIR))"
 	bin/lethe --data-dir "$(DEMO_DIR)" init
 	@echo "== lethe doctor"
 	bin/lethe --data-dir "$(DEMO_DIR)" doctor
+	@echo "== lethe corpus synth: a fictional company's knowledge base, with planted secrets"
+	bin/lethe corpus synth --out "$(DEMO_CORPUS)" --docs 2000 --seed 7
+	@echo "== lethe corpus ingest: read once, sealed from here on, canaries planted"
+	bin/lethe --data-dir "$(DEMO_DIR)" corpus ingest --name kb --canaries 8 --canary-repeats 1,4,16,64 "$(DEMO_CORPUS)"
+	@echo "== lethe corpus verify"
+	bin/lethe --data-dir "$(DEMO_DIR)" corpus verify kb
+	bin/lethe --data-dir "$(DEMO_DIR)" corpus show kb
 
 clean:
 	cargo clean
-	rm -rf bin "$(DEMO_DIR)"
+	rm -rf bin "$(DEMO_DIR)" "$(DEMO_DIR)-corpus"
