@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""PyTorch eager reference of Lethe's model (src/model): the same transformer, objectives and sampler,
+written the plain nanoGPT way, for two jobs:
+
+  parity  load weights and inputs (fixed masks) from safetensors files written by the Rust parity test,
+          and write back logits, losses, gradients and generations for it to compare;
+  bench   train for some steps on random tokens and print tokens/s as one JSON line, the peer figure of
+          `examples/train_speed.rs` (bench/train_speed.sh runs both).
+
+Parameter names equal Lethe's checkpoint tensor names, so `Transformer(cfg).load_state_dict(tensors)`
+loads a Lethe checkpoint. Only torch is needed: the .venv has no numpy or safetensors package, so the
+safetensors format (8-byte little-endian header length, JSON header, raw little-endian data) is read and
+written here.
+"""
+
+import argparse
+import ctypes
+import json
+import math
+import struct
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------------------------- safetensors
+
+DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+NAMES = {v: k for k, v in DTYPES.items()}
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        dtype = DTYPES[info["dtype"]]
+        raw = bytearray(data[8 + n + start:8 + n + end])
+        if dtype == torch.bool:  # read as bytes: frombuffer's bool support varies between versions
+            t = torch.frombuffer(raw, dtype=torch.uint8).bool() if raw else torch.empty(0, dtype=dtype)
+        else:
+            t = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        out[name] = t.reshape(info["shape"]).clone()
+    return out
+
+
+def save_safetensors(path, tensors):
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        t = t.detach().contiguous().cpu()
+        size = t.numel() * t.element_size()
+        blobs.append(ctypes.string_at(t.data_ptr(), size) if size else b"")
+        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x, (self.dim,), self.weight, self.eps)
+
+
+def rope_tables(cfg, device):
+    hd = cfg["width"] // cfg["heads"]
+    inv_freq = torch.exp(
+        torch.arange(0, hd, 2, dtype=torch.float64, device=device) / hd * -math.log(cfg["rope_theta"]))
+    angles = torch.outer(torch.arange(cfg["context"], dtype=torch.float64, device=device), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x, cos, sin):  # x: [B, H, T, hd], rotate-half layout
+    t, half = x.shape[2], x.shape[3] // 2
+    cos, sin = cos[:t].to(x.dtype), sin[:t].to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d, self.heads = cfg["width"], cfg["heads"]
+        self.hd = d // self.heads
+        self.causal = cfg["causal"]
+        self.wq = nn.Linear(d, d, bias=False)
+        self.wk = nn.Linear(d, d, bias=False)
+        self.wv = nn.Linear(d, d, bias=False)
+        self.wo = nn.Linear(d, d, bias=False)
+        self.q_norm = RMSNorm(self.hd, cfg["norm_eps"])
+        self.k_norm = RMSNorm(self.hd, cfg["norm_eps"])
+
+    def forward(self, x, cos, sin, attn_mask=None):
+        b, t, d = x.shape
+        q = self.q_norm(self.wq(x).view(b, t, self.heads, self.hd)).transpose(1, 2)
+        k = self.k_norm(self.wk(x).view(b, t, self.heads, self.hd)).transpose(1, 2)
+        v = self.wv(x).view(b, t, self.heads, self.hd).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           is_causal=self.causal and attn_mask is None)
+        return self.wo(y.transpose(1, 2).reshape(b, t, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d, m = cfg["width"], cfg["mlp"]
+        self.w_gate = nn.Linear(d, m, bias=False)
+        self.w_up = nn.Linear(d, m, bias=False)
+        self.w_down = nn.Linear(m, d, bias=False)
+
+    def forward(self, x):
+        return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg["width"], cfg["norm_eps"])
+        self.attn = Attention(cfg)
+        self.mlp_norm = RMSNorm(cfg["width"], cfg["norm_eps"])
+        self.mlp = Mlp(cfg)
+
+    def forward(self, x, cos, sin):
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg, device="cpu"):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg["vocab"], cfg["width"])
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg["layers"]))
+        self.norm = RMSNorm(cfg["width"], cfg["norm_eps"])
+        self.head = nn.Linear(cfg["width"], cfg["vocab"], bias=False)
+        cos, sin = rope_tables(cfg, device)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):  # GPT-2 style; parity runs overwrite it, the bench trains from it
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def set_causal(self, causal):
+        for b in self.blocks:
+            b.attn.causal = causal
+
+    def forward(self, tokens):
+        x = self.tok_emb(tokens)
+        for block in self.blocks:
+            x = block(x, self.cos, self.sin)
+        return self.head(self.norm(x))
+
+
+# --------------------------------------------------------------------------------------------- objectives
+
+
+def diffusion_loss(model, tokens, mask_id, masked, t):
+    """MDLM / LLaDA: CE on masked positions / t, summed, divided by batch x length."""
+    logits = model(tokens.masked_fill(masked, mask_id))
+    nll = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
+    return (nll * masked / t[:, None]).sum() / tokens.numel()
+
+
+def ar_loss(model, tokens):
+    logits = model(tokens[:, :-1])
+    return F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
+
+
+def sample_plan(batch, length, eps, device):
+    """Training masks drawn on the device: stratified t, Bernoulli(t) masks, at least one a row."""
+    u = torch.rand((), device=device)
+    t = eps + (1 - eps) * ((u + torch.arange(batch, device=device) / batch) % 1)
+    masked = torch.rand(batch, length, device=device) < t[:, None]
+    none = ~masked.any(1)
+    masked[none, torch.randint(length, (batch,), device=device)[none]] = True
+    return masked, t
+
+
+@torch.no_grad()
+def generate(model, prompt, mask_id, gen_length, steps, block_length):
+    """LLaDA's `generate` (github.com/ML-GSAI/LLaDA, generate.py) at temperature 0 with low-confidence
+    remasking, for equal-length prompts."""
+    b, p = prompt.shape
+    x = torch.full((b, p + gen_length), mask_id, dtype=torch.long)
+    x[:, :p] = prompt
+    blocks = gen_length // block_length
+    steps = steps // blocks
+    for nb in range(blocks):
+        lo, hi = p + nb * block_length, p + (nb + 1) * block_length
+        count = (x[:, lo:hi] == mask_id).sum(1, keepdim=True)
+        ntt = (count // steps).repeat(1, steps)
+        for r in range(b):
+            ntt[r, :count[r, 0] % steps] += 1
+        for i in range(steps):
+            mask_index = x == mask_id
+            logits = model(x)
+            x0 = logits.argmax(-1)
+            p_ = F.softmax(logits.double(), dim=-1)
+            conf = torch.gather(p_, -1, x0.unsqueeze(-1)).squeeze(-1)
+            conf[:, hi:] = -math.inf
+            x0 = torch.where(mask_index, x0, x)
+            conf = torch.where(mask_index, conf, torch.tensor(-math.inf, dtype=conf.dtype))
+            transfer = torch.zeros_like(x0, dtype=torch.bool)
+            for r in range(b):
+                _, idx = torch.topk(conf[r], k=int(ntt[r, i]))
+                transfer[r, idx] = True
+            x[transfer] = x0[transfer]
+    return x[:, p:]
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+
+def cmd_parity(a):
+    cfg = json.load(open(a.config))
+    torch.manual_seed(0)
+    model = Transformer(cfg)
+    weights = load_safetensors(a.weights)
+    model.load_state_dict(weights, strict=True)
+    inp = load_safetensors(a.inputs)
+    tokens, masked, t = inp["tokens"], inp["masked"], inp["t"]
+    mask_id = int(inp["mask_id"].item())
+    out = {}
+    names = ["tok_emb.weight", "blocks.0.attn.wq.weight", "blocks.1.attn.q_norm.weight",
+             "blocks.0.mlp.w_down.weight", "head.weight"]
+    params = dict(model.named_parameters())
+
+    model.set_causal(False)
+    with torch.no_grad():
+        out["logits_bidir"] = model(tokens)
+    model.zero_grad()
+    loss = diffusion_loss(model, tokens, mask_id, masked, t)
+    loss.backward()
+    out["diffusion_loss"] = loss.detach().reshape(1)
+    for n in names:
+        out["diffusion_grad." + n] = params[n].grad
+    out["generated"] = generate(model, inp["prompt"], mask_id, int(inp["gen_length"].item()),
+                                int(inp["steps"].item()), int(inp["block_length"].item()))
+
+    model.set_causal(True)
+    with torch.no_grad():
+        out["logits_causal"] = model(tokens)
+    model.zero_grad()
+    loss = ar_loss(model, tokens)
+    loss.backward()
+    out["ar_loss"] = loss.detach().reshape(1)
+    for n in names:
+        out["ar_grad." + n] = params[n].grad
+    save_safetensors(a.out, {k: v.clone() for k, v in out.items()})
+
+
+def cmd_bench(a):
+    cfg = json.load(open(a.config))
+    cfg["causal"] = a.objective == "ar"
+    dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if a.device == "auto" else a.device))
+    torch.manual_seed(a.seed)
+    model = Transformer(cfg, device=dev).to(dev)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.95))
+    mask_id = cfg["vocab"] - 1
+    # AR reads seq+1 tokens to train on seq positions, so both objectives push batch x seq positions.
+    width = a.seq + (1 if a.objective == "ar" else 0)
+    data = torch.randint(mask_id, (a.batch, width), device=dev)
+    use_amp = dev.type == "cuda"
+    losses, times = [], []
+    for step in range(a.warmup + a.steps):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            if a.objective == "ar":
+                loss = ar_loss(model, data)
+            else:
+                masked, t = sample_plan(a.batch, a.seq, 1e-3, dev)
+                loss = diffusion_loss(model, data, mask_id, masked, t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        losses.append(loss.item())
+    timed = times[a.warmup:]
+    tok_s = a.batch * a.seq * len(timed) / sum(timed)
+    print(json.dumps({
+        "impl": "pytorch-eager", "torch": torch.__version__, "device": str(dev),
+        "device_name": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "objective": a.objective, "batch": a.batch, "seq": a.seq,
+        "steps": a.steps, "warmup": a.warmup, "params": sum(p.numel() for p in model.parameters()),
+        "tokens_per_s": tok_s, "step_ms": 1000 * sum(timed) / len(timed),
+        "loss_first": losses[0], "loss_last": losses[-1],
+    }))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("parity")
+    q.add_argument("--config", required=True)
+    q.add_argument("--weights", required=True)
+    q.add_argument("--inputs", required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--threads", type=int, default=1)
+    b = sub.add_parser("bench")
+    b.add_argument("--config", required=True, help="resolved ModelConfig JSON (train_speed --print-config)")
+    b.add_argument("--objective", choices=["diffusion", "ar"], default="diffusion")
+    b.add_argument("--batch", type=int, default=8)
+    b.add_argument("--seq", type=int, default=256)
+    b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--lr", type=float, default=3e-4)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default="auto")
+    a = p.parse_args()
+    if a.cmd == "parity":
+        torch.set_num_threads(a.threads)
+        cmd_parity(a)
+    else:
+        cmd_bench(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
