@@ -14,6 +14,8 @@ for tool in zstd age; do
     command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
 done
 make -s build >/dev/null
+# The same environment the Makefile builds with, so cargo reuses its artifacts instead of rebuilding torch-sys.
+export LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
 cargo build --release --locked --example seal -q
 LETHE=bin/lethe
 SEAL=target/release/examples/seal

@@ -11,8 +11,17 @@ fn main() -> anyhow::Result<()> {
     let rng = SystemRandom::new();
     let key = DataKey::generate(&rng)?;
     let out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    let mut writer = SealWriter::new(out, &key, "dk-bench", &StreamContext::new("c-bench", "shard-000000"), &rng)?;
-    std::io::copy(&mut BufReader::with_capacity(1 << 20, std::io::stdin().lock()), &mut writer)?;
+    let mut writer = SealWriter::new(
+        out,
+        &key,
+        "dk-bench",
+        &StreamContext::new("c-bench", "shard-000000"),
+        &rng,
+    )?;
+    std::io::copy(
+        &mut BufReader::with_capacity(1 << 20, std::io::stdin().lock()),
+        &mut writer,
+    )?;
     writer.finish()?;
     Ok(())
 }

@@ -7,4 +7,5 @@ pub mod cli;
 pub mod corpus;
 pub mod model;
 pub mod store;
+pub mod train;
 pub mod vault;

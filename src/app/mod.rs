@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod doctor;
 pub mod init;
 pub mod keys;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 

@@ -9,6 +9,9 @@ use serde::Serialize;
 use crate::app::{self, App, Globals};
 use crate::corpus::reader::{InputFormat, ReadOptions};
 use crate::corpus::IngestOptions;
+use crate::model::{ModelConfig, ModelOverrides, Remasking, SampleOptions, PRESETS};
+use crate::train::schedule::ScheduleKind;
+use crate::train::{Event, Objective, TrainSpec};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,6 +56,131 @@ pub enum Command {
     /// Master key versions: rotate, retire, list.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Train a masked diffusion model (or the matched autoregressive baseline) on a corpus, or resume a run.
+    Train(TrainArgs),
+    /// Generate from a run's latest checkpoint, or fill [MASK] spans in a text.
+    Sample(SampleArgs),
+    /// List and inspect training runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Model shapes.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Corpus to train on.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    corpus: Option<String>,
+    /// Continue an interrupted run from its latest checkpoint.
+    #[arg(long, value_name = "RUN")]
+    resume: Option<String>,
+    #[arg(long, value_enum, default_value_t = Objective::Diffusion)]
+    objective: Objective,
+    /// Model preset: tiny, small, base, 1b (see `lethe model presets`).
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    #[arg(long)]
+    layers: Option<i64>,
+    #[arg(long)]
+    width: Option<i64>,
+    #[arg(long)]
+    heads: Option<i64>,
+    #[arg(long)]
+    mlp: Option<i64>,
+    /// Context length (tokens per training window).
+    #[arg(long)]
+    context: Option<i64>,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 1)]
+    epochs: u64,
+    /// Windows per micro-batch.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    /// Peak learning rate (default: by preset).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Cosine)]
+    schedule: ScheduleKind,
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Steps between sealed checkpoints (default: a tenth of the run).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Use only this many training tokens, to study repetition.
+    #[arg(long)]
+    unique_tokens: Option<u64>,
+    /// Stop after this many steps in this invocation (the run stays resumable).
+    #[arg(long)]
+    max_steps: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SampleArgs {
+    #[arg(long)]
+    run: String,
+    /// Text to continue.
+    #[arg(long, conflicts_with = "infill")]
+    prompt: Option<String>,
+    /// Text with [MASK] markers to fill (diffusion only); each marker stands for --span tokens.
+    #[arg(long)]
+    infill: Option<String>,
+    #[arg(long, default_value_t = 8)]
+    span: usize,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 64)]
+    length: i64,
+    /// Denoising steps (diffusion; default: one per token).
+    #[arg(long)]
+    steps: Option<i64>,
+    /// Diffusion block length (must divide --length; default: --length).
+    #[arg(long)]
+    block_length: Option<i64>,
+    /// 0 decodes deterministically.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    #[arg(long, value_enum, default_value_t = RemaskingArg::LowConfidence)]
+    remasking: RemaskingArg,
+    /// AR nucleus sampling threshold.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// Number of samples.
+    #[arg(long, default_value_t = 1)]
+    num: usize,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RemaskingArg {
+    LowConfidence,
+    Random,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Training runs, newest first.
+    List,
+    /// Configuration, per-epoch losses and checkpoints of a run.
+    Show { run: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// The presets with their shapes and parameter counts.
+    Presets {
+        /// Vocabulary size to count embedding parameters for.
+        #[arg(long, default_value_t = 8192)]
+        vocab: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +313,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Corpus(cmd) => corpus(&cli, &globals, cmd).await,
         Command::Keys(cmd) => keys(&cli, &globals, cmd).await,
+        Command::Train(args) => train(&cli, &globals, args).await,
+        Command::Sample(args) => sample(&cli, &globals, args).await,
+        Command::Runs(cmd) => runs(&cli, &globals, cmd).await,
+        Command::Model(ModelCommand::Presets { vocab }) => {
+            let rows: Vec<serde_json::Value> = PRESETS
+                .iter()
+                .map(|name| -> anyhow::Result<serde_json::Value> {
+                    let c = ModelConfig::preset(name, *vocab)?;
+                    Ok(serde_json::json!({
+                        "name": name, "layers": c.layers, "width": c.width, "heads": c.heads, "mlp": c.mlp,
+                        "context": c.context, "vocab": c.vocab, "parameters": c.param_count(),
+                    }))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            emit(cli.json, &rows, || {
+                let mut out = format!(
+                    "{:<6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>14} {:>14}\n",
+                    "PRESET", "LAYERS", "WIDTH", "HEADS", "MLP", "CONTEXT", "PARAMS", "NON-EMBEDDING"
+                );
+                for r in &rows {
+                    out.push_str(&format!(
+                        "{:<6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>14} {:>14}\n",
+                        r["name"].as_str().unwrap_or(""),
+                        r["layers"],
+                        r["width"],
+                        r["heads"],
+                        r["mlp"],
+                        r["context"],
+                        r["parameters"]["total"],
+                        r["parameters"]["non_embedding"]
+                    ));
+                }
+                out.push_str(&format!("(parameters counted for a vocabulary of {vocab})\n"));
+                out
+            })
+        }
     }
 }
 
@@ -400,6 +564,261 @@ async fn keys(cli: &Cli, globals: &Globals, cmd: &KeysCommand) -> anyhow::Result
         KeysCommand::List => {
             let r = app.keys_list().await?;
             emit(cli.json, &r, || list_text(&r))
+        }
+    }
+}
+
+/// A progress line on stderr: redrawn in place on a terminal, every tenth of the run otherwise.
+fn progress_printer(json: bool) -> impl FnMut(&Event) + Send {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal() && !json;
+    let mut total = 0u64;
+    let mut last_pct = u64::MAX;
+    move |ev: &Event| match ev {
+        Event::Started {
+            step,
+            total_steps,
+            device,
+            parameters,
+        } => {
+            total = *total_steps;
+            eprintln!(
+                "training on {device}: {parameters} parameters, {total_steps} steps{}",
+                if *step > 0 {
+                    format!(", resuming at step {step}")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Event::Step {
+            step,
+            epoch,
+            loss,
+            tokens_per_s,
+            eta_s,
+            ..
+        } => {
+            let width = 30usize;
+            let filled = (width as u64 * step / total.max(1)) as usize;
+            let line = format!(
+                "[{}{}] step {step}/{total} epoch {epoch} loss {loss:.4} {tokens_per_s:.0} tok/s ETA {}",
+                "=".repeat(filled),
+                " ".repeat(width - filled),
+                fmt_duration(*eta_s)
+            );
+            if tty {
+                eprint!("\r{line}\x1b[K");
+            } else {
+                let pct = step * 10 / total.max(1);
+                if pct != last_pct {
+                    last_pct = pct;
+                    eprintln!("{line}");
+                }
+            }
+        }
+        Event::Epoch {
+            epoch,
+            train_loss,
+            val_loss,
+            ..
+        } => {
+            if tty {
+                eprintln!();
+            }
+            eprintln!(
+                "epoch {epoch}: train loss {train_loss:.4}, validation loss {}",
+                val_loss
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "n/a (no holdout)".into())
+            );
+        }
+        Event::Checkpoint { .. } => {}
+    }
+}
+
+fn fmt_duration(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()> {
+    let app = App::open(globals).await?;
+    let mut progress = progress_printer(cli.json);
+    let summary = if let Some(run) = &a.resume {
+        app.resume(run, a.max_steps, &mut progress).await?
+    } else {
+        let spec = TrainSpec {
+            objective: a.objective,
+            preset: a.preset.clone(),
+            overrides: ModelOverrides {
+                layers: a.layers,
+                width: a.width,
+                heads: a.heads,
+                mlp: a.mlp,
+                context: a.context,
+                ..Default::default()
+            },
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            grad_accum: a.grad_accum,
+            lr: a.lr,
+            schedule: a.schedule,
+            warmup_steps: a.warmup_steps,
+            weight_decay: a.weight_decay,
+            seed: a.seed,
+            checkpoint_every: a.checkpoint_every,
+            unique_tokens: a.unique_tokens,
+            ..Default::default()
+        };
+        let corpus = a.corpus.clone().unwrap_or_default();
+        app.train(
+            app::train::TrainRequest {
+                corpus,
+                spec,
+                max_steps: a.max_steps,
+            },
+            &mut progress,
+        )
+        .await?
+    };
+    emit(cli.json, &summary, || {
+        format!(
+            "\nrun {id}: {state} at step {step}/{total} ({secs:.1}s), final loss {loss}, validation loss {val}\n\
+             weights sha256 {sha}\n{hint}",
+            id = summary.run_id,
+            state = if summary.finished { "finished" } else { "stopped" },
+            step = summary.step,
+            total = summary.total_steps,
+            secs = summary.seconds,
+            loss = summary.final_loss.map(|l| format!("{l:.4}")).unwrap_or_else(|| "n/a".into()),
+            val = summary.val_loss.map(|l| format!("{l:.4}")).unwrap_or_else(|| "n/a".into()),
+            sha = summary.weights_sha256,
+            hint = if summary.finished {
+                format!("sample with `lethe sample --run {} --prompt ...`\n", summary.run_id)
+            } else {
+                format!("continue with `lethe train --resume {}`\n", summary.run_id)
+            }
+        )
+    })
+}
+
+async fn sample(cli: &Cli, globals: &Globals, a: &SampleArgs) -> anyhow::Result<()> {
+    if a.num == 0 || a.num > 1024 {
+        anyhow::bail!("--num must be between 1 and 1024");
+    }
+    let app = App::open(globals).await?;
+    let mut opts = SampleOptions::new(a.length, 0);
+    opts.steps = a.steps.unwrap_or(a.length);
+    opts.block_length = a.block_length.unwrap_or(a.length);
+    opts.temperature = a.temperature;
+    opts.top_p = a.top_p;
+    opts.seed = a.seed;
+    opts.remasking = match a.remasking {
+        RemaskingArg::LowConfidence => Remasking::LowConfidence,
+        RemaskingArg::Random => Remasking::Random,
+    };
+    let texts = app
+        .sample(app::train::SampleRequest {
+            run: a.run.clone(),
+            prompt: a.prompt.clone(),
+            infill: a.infill.clone(),
+            infill_span: a.span,
+            opts,
+            count: a.num,
+        })
+        .await?;
+    emit(cli.json, &texts, || {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("--- sample {} ---\n{t}\n", i + 1))
+            .collect()
+    })
+}
+
+async fn runs(cli: &Cli, globals: &Globals, cmd: &RunsCommand) -> anyhow::Result<()> {
+    let app = App::open(globals).await?;
+    match cmd {
+        RunsCommand::List => {
+            let list = app.runs_list().await?;
+            emit(cli.json, &list, || {
+                if list.is_empty() {
+                    return "No training runs yet; start one with `lethe train --corpus NAME`\n".into();
+                }
+                let mut out = format!(
+                    "{:<18} {:<10} {:<6} {:<12} {:>12}\n",
+                    "RUN", "OBJECTIVE", "PRESET", "STATE", "STEP"
+                );
+                for r in &list {
+                    out.push_str(&format!(
+                        "{:<18} {:<10} {:<6} {:<12} {:>12}\n",
+                        r.id,
+                        r.objective,
+                        r.preset,
+                        r.state,
+                        format!("{}/{}", r.step, r.total_steps)
+                    ));
+                }
+                out
+            })
+        }
+        RunsCommand::Show { run } => {
+            let d = app.run_details(run).await?;
+            emit(cli.json, &d, || {
+                let mut out = format!(
+                    "run          {} ({} on corpus {}, preset {})\nstate        {} at step {}/{}{}\n",
+                    d.run.id,
+                    d.run.objective,
+                    d.corpus,
+                    d.run.preset,
+                    d.run.state,
+                    d.run.step,
+                    d.run.total_steps,
+                    d.run
+                        .error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+                let m = &d.run.config["model"];
+                out.push_str(&format!(
+                    "model        {} layers, width {}, {} heads, mlp {}, context {}, vocab {}\n",
+                    m["layers"], m["width"], m["heads"], m["mlp"], m["context"], m["vocab"]
+                ));
+                let c = &d.run.config;
+                out.push_str(&format!(
+                    "training     {} epochs x {} steps, batch {} x {} accum, peak lr {}, seed {}\n",
+                    c["epochs"],
+                    c["steps_per_epoch"],
+                    c["batch_size"],
+                    c["grad_accum"],
+                    c["schedule"]["peak"],
+                    c["seed"]
+                ));
+                out.push_str("epochs       train loss   validation loss\n");
+                for e in &d.epochs {
+                    out.push_str(&format!(
+                        "  {:<10} {:>10} {:>17}\n",
+                        e.epoch,
+                        e.train_loss.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                        e.val_loss
+                            .map(|v| format!("{v:.4}"))
+                            .unwrap_or_else(|| "n/a".into())
+                    ));
+                }
+                out.push_str("checkpoints\n");
+                for k in &d.checkpoints {
+                    out.push_str(&format!(
+                        "  step {:<8} {} ({} bytes, weights {})\n",
+                        k.step,
+                        k.file,
+                        k.bytes,
+                        &k.weights_sha256[..16]
+                    ));
+                }
+                out
+            })
         }
     }
 }

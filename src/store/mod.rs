@@ -5,6 +5,7 @@
 
 pub mod corpora;
 pub mod jobs;
+pub mod runs;
 pub mod users;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use sqlx::{AnyPool, Connection, Executor, Row};
 
 pub use corpora::{Corpora, CorpusRow, DataKeyRow};
 pub use jobs::{Job, JobState, Jobs, NewJob};
+pub use runs::{CheckpointRow, MetricRow, RunRow, Runs};
 pub use users::{Role, User, Users};
 
 /// The migrations, embedded at build time so the binary carries its schema.
@@ -218,6 +220,10 @@ impl Store {
 
     pub fn corpora(&self) -> Corpora<'_> {
         Corpora::new(self)
+    }
+
+    pub fn runs(&self) -> Runs<'_> {
+        Runs::new(self)
     }
 
     pub fn jobs(&self) -> Jobs<'_> {

@@ -1,0 +1,558 @@
+//! Training use cases: start a run on a corpus, resume one, list and show runs, and sample from a run's
+//! latest checkpoint. The loop itself runs on a thread of its own; its events come back here to become
+//! database rows and, through `progress`, whatever the face shows.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::corpus::unwrap_data_key;
+use super::App;
+use crate::corpus::{tokenizer::MASK_ID, CorpusTokenizer, SealedCorpus, Split};
+use crate::model::{ModelConfig, SampleOptions, Transformer};
+use crate::store::{CheckpointRow, DataKeyRow, MetricRow, RunRow};
+use crate::train::{self, data::TokenWindows, Event, Objective, RunContext, TrainConfig, TrainSpec};
+use crate::vault::stream::DataKey;
+
+/// Checkpoints kept per run (older ones are deleted as new ones land); the final one is always kept.
+const KEEP_CHECKPOINTS: usize = 3;
+
+pub struct TrainRequest {
+    pub corpus: String,
+    pub spec: TrainSpec,
+    /// Stop after this many steps (the run stays resumable).
+    pub max_steps: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrainSummary {
+    pub run_id: String,
+    pub corpus: String,
+    pub objective: Objective,
+    pub preset: String,
+    pub parameters: i64,
+    pub step: u64,
+    pub total_steps: u64,
+    pub finished: bool,
+    pub final_loss: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub weights_sha256: String,
+    pub tokens_seen: u64,
+    pub seconds: f64,
+}
+
+/// What `runs show` prints.
+#[derive(Debug, Serialize)]
+pub struct RunDetails {
+    pub run: RunRow,
+    pub corpus: String,
+    pub checkpoints: Vec<CheckpointRow>,
+    pub epochs: Vec<MetricRow>,
+    pub steps_logged: usize,
+}
+
+/// Packs the training and holdout windows for `context`.
+fn windows(
+    sealed: &SealedCorpus,
+    context: i64,
+    cap: Option<u64>,
+) -> anyhow::Result<(TokenWindows, TokenWindows)> {
+    let train = TokenWindows::pack(sealed.documents(Split::Train, 2), context as usize, cap)?;
+    let val = TokenWindows::pack(sealed.documents(Split::Holdout, 2), context as usize, None)?;
+    Ok((train, val))
+}
+
+impl App {
+    pub fn runs_dir(&self) -> PathBuf {
+        self.config.data_dir.join("runs")
+    }
+
+    pub async fn run_row(&self, id: &str) -> anyhow::Result<RunRow> {
+        self.store
+            .runs()
+            .get(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no training run {id:?} (see `lethe runs list`)"))
+    }
+
+    async fn run_key(&self, run: &RunRow) -> anyhow::Result<DataKey> {
+        let row = self.store.corpora().data_key(&run.data_key_id).await?;
+        unwrap_data_key(&self.keys, &row)
+            .with_context(|| format!("cannot unlock run {} (data key {})", run.id, row.id))
+    }
+
+    /// The corpus a run trained on, opened.
+    async fn run_corpus(&self, run: &RunRow) -> anyhow::Result<(String, SealedCorpus)> {
+        let name = self
+            .store
+            .corpora()
+            .list()
+            .await?
+            .into_iter()
+            .find(|c| c.id == run.corpus_id)
+            .map(|c| c.name)
+            .ok_or_else(|| anyhow::anyhow!("the corpus of run {} has been removed", run.id))?;
+        let (_, sealed) = self.open_corpus(&name).await?;
+        Ok((name, sealed))
+    }
+
+    /// Starts a new run. Everything is checked before the run is recorded.
+    pub async fn train(
+        &self,
+        req: TrainRequest,
+        progress: &mut (dyn FnMut(&Event) + Send),
+    ) -> anyhow::Result<TrainSummary> {
+        let (corpus_row, sealed) = self.open_corpus(&req.corpus).await?;
+        let vocab = sealed.manifest.vocab as i64;
+        let context = ModelConfig::preset(&req.spec.preset, vocab)?
+            .with_overrides(&req.spec.overrides)?
+            .context;
+        let cap = req.spec.unique_tokens;
+        let (train_w, val_w) = tokio::task::spawn_blocking(move || windows(&sealed, context, cap))
+            .await
+            .context("reading the corpus was interrupted")??;
+        let cfg = req.spec.resolve(vocab, train_w.count(), val_w.count())?;
+
+        let run_id = format!("run-{}", crate::vault::random_hex(6)?);
+        let key = DataKey::generate(&ring::rand::SystemRandom::new())?;
+        let key_id = format!("dk-{}", crate::vault::random_hex(8)?);
+        let purpose = format!("run:{run_id}/{key_id}");
+        let wrapped = self.keys.wrap(key.as_bytes(), &purpose)?;
+        let directory = format!("runs/{run_id}");
+        let dir = self.config.data_dir.join(&directory);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let now = crate::store::now_ms();
+        let row = RunRow {
+            id: run_id.clone(),
+            corpus_id: corpus_row.id.clone(),
+            objective: cfg.objective.as_str().into(),
+            preset: cfg.preset.clone(),
+            state: "running".into(),
+            config: serde_json::to_value(&cfg)?,
+            data_key_id: key_id.clone(),
+            directory,
+            step: 0,
+            total_steps: cfg.total_steps as i64,
+            summary: None,
+            error: None,
+            created_by: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        let key_row = DataKeyRow {
+            id: key_id.clone(),
+            purpose,
+            master_key_id: wrapped.master_key_id,
+            master_version: wrapped.master_version,
+            wrapped: wrapped.blob,
+        };
+        self.store.runs().create(&row, &key_row).await?;
+        self.drive(
+            row,
+            corpus_row.name,
+            cfg,
+            train_w,
+            val_w,
+            key,
+            key_id,
+            None,
+            req.max_steps,
+            progress,
+        )
+        .await
+    }
+
+    /// Continues a run from its latest checkpoint (or from the start if it never wrote one).
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        max_steps: Option<u64>,
+        progress: &mut (dyn FnMut(&Event) + Send),
+    ) -> anyhow::Result<TrainSummary> {
+        let row = self.run_row(run_id).await?;
+        if row.state == "succeeded" {
+            anyhow::bail!("run {run_id} already finished ({} steps)", row.step);
+        }
+        let cfg: TrainConfig = serde_json::from_value(row.config.clone())
+            .with_context(|| format!("run {run_id} has an unreadable configuration"))?;
+        let key = self.run_key(&row).await?;
+        let (corpus_name, sealed) = self.run_corpus(&row).await?;
+        let (context, cap) = (cfg.model.context, cfg.unique_tokens);
+        let (train_w, val_w) = tokio::task::spawn_blocking(move || windows(&sealed, context, cap))
+            .await
+            .context("reading the corpus was interrupted")??;
+        if train_w.count() != cfg.train_windows {
+            anyhow::bail!(
+                "the corpus now yields {} training windows, the run was configured for {}",
+                train_w.count(),
+                cfg.train_windows
+            );
+        }
+        let resume = match self.store.runs().checkpoints(&row.id).await?.last() {
+            Some(c) => {
+                let dir = self.config.data_dir.join(&row.directory);
+                let path = dir.join(&c.file);
+                let (run, step, k) = (
+                    row.id.clone(),
+                    c.step as u64,
+                    DataKey::from_bytes(*key.as_bytes()),
+                );
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        train::checkpoint::read_sealed(&path, &run, step, &k)
+                    })
+                    .await
+                    .context("reading the checkpoint was interrupted")??,
+                )
+            }
+            None => None,
+        };
+        let key_id = row.data_key_id.clone();
+        self.drive(
+            row,
+            corpus_name,
+            cfg,
+            train_w,
+            val_w,
+            key,
+            key_id,
+            resume,
+            max_steps,
+            progress,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn drive(
+        &self,
+        row: RunRow,
+        corpus: String,
+        cfg: TrainConfig,
+        train_w: TokenWindows,
+        val_w: TokenWindows,
+        key: DataKey,
+        key_id: String,
+        resume: Option<Vec<u8>>,
+        max_steps: Option<u64>,
+        progress: &mut (dyn FnMut(&Event) + Send),
+    ) -> anyhow::Result<TrainSummary> {
+        let started = std::time::Instant::now();
+        let dir = self.config.data_dir.join(&row.directory);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let run_id = row.id.clone();
+        let thread_cfg = cfg.clone();
+        let handle = std::thread::spawn(move || {
+            let ctx = RunContext {
+                run_id,
+                dir,
+                key: &key,
+                key_id,
+                device: tch::Device::cuda_if_available(),
+                resume,
+                max_steps,
+            };
+            train::train(&thread_cfg, &train_w, &val_w, &ctx, &mut |e| {
+                tx.send(e)
+                    .map_err(|_| train::TrainError::Stopped("the caller went away".into()))
+            })
+        });
+        let log_every = (cfg.total_steps / 500).max(1);
+        let mut pending: Vec<MetricRow> = Vec::new();
+        let mut parameters = 0;
+        let mut record_error: Option<anyhow::Error> = None;
+        while let Some(ev) = rx.recv().await {
+            progress(&ev);
+            let result: anyhow::Result<()> = async {
+                match &ev {
+                    Event::Started { parameters: p, .. } => parameters = *p,
+                    Event::Step {
+                        step,
+                        epoch,
+                        loss,
+                        lr,
+                        grad_norm,
+                        tokens_per_s,
+                        ..
+                    } => {
+                        if step % log_every == 0 || *step == cfg.total_steps {
+                            pending.push(MetricRow {
+                                kind: "step".into(),
+                                step: *step as i64,
+                                epoch: *epoch as i64,
+                                train_loss: Some(*loss),
+                                lr: Some(*lr),
+                                grad_norm: Some(*grad_norm),
+                                tokens_per_s: Some(*tokens_per_s),
+                                ..Default::default()
+                            });
+                        }
+                        if pending.len() >= 50 {
+                            self.store.runs().add_metrics(&row.id, &pending).await?;
+                            pending.clear();
+                        }
+                    }
+                    Event::Epoch {
+                        step,
+                        epoch,
+                        train_loss,
+                        val_loss,
+                    } => {
+                        pending.push(MetricRow {
+                            kind: "epoch".into(),
+                            step: *step as i64,
+                            epoch: *epoch as i64,
+                            train_loss: Some(*train_loss),
+                            val_loss: *val_loss,
+                            ..Default::default()
+                        });
+                        self.store.runs().add_metrics(&row.id, &pending).await?;
+                        pending.clear();
+                    }
+                    Event::Checkpoint {
+                        step,
+                        file,
+                        sha256,
+                        weights_sha256,
+                        bytes,
+                    } => {
+                        self.store.runs().add_metrics(&row.id, &pending).await?;
+                        pending.clear();
+                        self.store
+                            .runs()
+                            .add_checkpoint(
+                                &row.id,
+                                &CheckpointRow {
+                                    step: *step as i64,
+                                    file: file.clone(),
+                                    sha256: sha256.clone(),
+                                    weights_sha256: weights_sha256.clone(),
+                                    bytes: *bytes as i64,
+                                    created_at: crate::store::now_ms(),
+                                },
+                            )
+                            .await?;
+                        self.store
+                            .runs()
+                            .update(&row.id, "running", *step as i64, None, None)
+                            .await?;
+                        self.prune_checkpoints(&row).await?;
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                record_error.get_or_insert(e);
+            }
+        }
+        let outcome = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the training thread panicked"))?;
+        if !pending.is_empty() {
+            self.store.runs().add_metrics(&row.id, &pending).await?;
+        }
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = e.to_string();
+                self.store
+                    .runs()
+                    .update(&row.id, "failed", row.step, None, Some(&msg))
+                    .await?;
+                return Err(anyhow::Error::new(e).context(format!("run {} failed", row.id)));
+            }
+        };
+        if let Some(e) = record_error {
+            return Err(e.context(format!(
+                "run {} trained but its records could not be saved",
+                row.id
+            )));
+        }
+        let summary = TrainSummary {
+            run_id: row.id.clone(),
+            corpus,
+            objective: cfg.objective,
+            preset: cfg.preset.clone(),
+            parameters,
+            step: outcome.step,
+            total_steps: cfg.total_steps,
+            finished: outcome.finished,
+            final_loss: outcome.final_loss,
+            val_loss: outcome.val_loss,
+            weights_sha256: outcome.weights_sha256.clone(),
+            tokens_seen: outcome.tokens_seen,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let state = if outcome.finished {
+            "succeeded"
+        } else {
+            "interrupted"
+        };
+        self.store
+            .runs()
+            .update(
+                &row.id,
+                state,
+                outcome.step as i64,
+                Some(&serde_json::to_value(&summary)?),
+                None,
+            )
+            .await?;
+        Ok(summary)
+    }
+
+    /// Keeps the newest checkpoints of a run and deletes older ones, files first recorded last.
+    async fn prune_checkpoints(&self, row: &RunRow) -> anyhow::Result<()> {
+        let all = self.store.runs().checkpoints(&row.id).await?;
+        if all.len() <= KEEP_CHECKPOINTS {
+            return Ok(());
+        }
+        let dir = self.config.data_dir.join(&row.directory);
+        for c in &all[..all.len() - KEEP_CHECKPOINTS] {
+            self.store.runs().remove_checkpoint(&row.id, c.step).await?;
+            let _ = std::fs::remove_file(dir.join(&c.file));
+        }
+        Ok(())
+    }
+
+    pub async fn runs_list(&self) -> anyhow::Result<Vec<RunRow>> {
+        Ok(self.store.runs().list().await?)
+    }
+
+    pub async fn run_details(&self, id: &str) -> anyhow::Result<RunDetails> {
+        let run = self.run_row(id).await?;
+        let corpus = self
+            .store
+            .corpora()
+            .list()
+            .await?
+            .into_iter()
+            .find(|c| c.id == run.corpus_id)
+            .map(|c| c.name)
+            .unwrap_or_else(|| "(removed)".into());
+        let metrics = self.store.runs().metrics(&run.id).await?;
+        let steps_logged = metrics.iter().filter(|m| m.kind == "step").count();
+        Ok(RunDetails {
+            checkpoints: self.store.runs().checkpoints(&run.id).await?,
+            epochs: metrics.into_iter().filter(|m| m.kind == "epoch").collect(),
+            steps_logged,
+            corpus,
+            run,
+        })
+    }
+
+    /// The model of a run's newest checkpoint, with its configuration and the corpus tokenizer.
+    pub async fn load_run_model(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<(Transformer, TrainConfig, CorpusTokenizer)> {
+        let run = self.run_row(id).await?;
+        let latest = self
+            .store
+            .runs()
+            .checkpoints(&run.id)
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("run {id} has no checkpoint yet"))?;
+        let key = self.run_key(&run).await?;
+        let (_, sealed) = self.run_corpus(&run).await?;
+        let tokenizer = sealed.tokenizer()?;
+        let path = self.config.data_dir.join(&run.directory).join(&latest.file);
+        let (run_id, step) = (run.id.clone(), latest.step as u64);
+        let (model, cfg) = tokio::task::spawn_blocking(move || {
+            let bytes = train::checkpoint::read_sealed(&path, &run_id, step, &key)?;
+            train::load_model(&bytes, tch::Device::cuda_if_available())
+        })
+        .await
+        .context("loading the checkpoint was interrupted")?
+        .with_context(|| format!("cannot load run {id}"))?;
+        Ok((model, cfg, tokenizer))
+    }
+
+    /// Generates from a prompt, or fills `[MASK]` spans (diffusion only).
+    pub async fn sample(&self, req: SampleRequest) -> anyhow::Result<Vec<String>> {
+        let (model, cfg, tok) = self.load_run_model(&req.run).await?;
+        tokio::task::spawn_blocking(move || sample_blocking(&model, &cfg, &tok, &req))
+            .await
+            .context("sampling was interrupted")?
+    }
+}
+
+pub struct SampleRequest {
+    pub run: String,
+    pub prompt: Option<String>,
+    pub infill: Option<String>,
+    pub infill_span: usize,
+    pub opts: SampleOptions,
+    pub count: usize,
+}
+
+/// The marker `--infill` text uses for a masked span.
+pub const MASK_MARKER: &str = "[MASK]";
+
+fn sample_blocking(
+    model: &Transformer,
+    cfg: &TrainConfig,
+    tok: &CorpusTokenizer,
+    req: &SampleRequest,
+) -> anyhow::Result<Vec<String>> {
+    let to_i64 = |v: Vec<u32>| v.into_iter().map(i64::from).collect::<Vec<i64>>();
+    let mut opts = req.opts.clone();
+    opts.mask_id = i64::from(MASK_ID);
+    if let Some(text) = &req.infill {
+        if cfg.objective != Objective::Diffusion {
+            anyhow::bail!("infilling needs a diffusion model; this run is autoregressive");
+        }
+        if !text.contains(MASK_MARKER) {
+            anyhow::bail!("--infill text must contain at least one {MASK_MARKER}");
+        }
+        let mut row: Vec<i64> = Vec::new();
+        let parts: Vec<&str> = text.split(MASK_MARKER).collect();
+        for (i, part) in parts.iter().enumerate() {
+            row.extend(to_i64(tok.encode(part)?));
+            if i + 1 < parts.len() {
+                row.extend(std::iter::repeat_n(i64::from(MASK_ID), req.infill_span));
+            }
+        }
+        if row.len() as i64 > cfg.model.context {
+            anyhow::bail!(
+                "the infill text is {} tokens, more than the model's context of {}",
+                row.len(),
+                cfg.model.context
+            );
+        }
+        let rows = vec![row; req.count];
+        let out = model.infill(&rows, &opts)?;
+        return out
+            .into_iter()
+            .map(|r| {
+                tok.decode(&r.into_iter().map(|t| t as u32).collect::<Vec<_>>())
+                    .map_err(Into::into)
+            })
+            .collect();
+    }
+    let prompt = to_i64(tok.encode(req.prompt.as_deref().unwrap_or(""))?);
+    if prompt.len() as i64 + opts.gen_length > cfg.model.context {
+        anyhow::bail!(
+            "prompt ({} tokens) plus --length {} exceeds the model's context of {}",
+            prompt.len(),
+            opts.gen_length,
+            cfg.model.context
+        );
+    }
+    let prompts = vec![prompt.clone(); req.count];
+    let out = model.generate(&prompts, &opts)?;
+    out.into_iter()
+        .map(|r| {
+            let ids: Vec<u32> = r.into_iter().map(|t| t as u32).collect();
+            Ok(format!(
+                "{}{}",
+                req.prompt.as_deref().unwrap_or(""),
+                tok.decode(&ids)?
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,521 @@
+//! The train module owns the training loop: the packed data, the learning-rate schedule, AdamW with
+//! saveable state, sealed checkpoints and resume, validation, and the events a face turns into progress
+//! bars and database rows. It knows no database itself.
+
+pub mod checkpoint;
+pub mod data;
+pub mod optim;
+pub mod schedule;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::corpus::tokenizer::MASK_ID;
+use crate::model::{
+    ar_loss, autocast_bf16, diffusion_loss, MaskPlan, MaskRng, MaskSchedule, ModelConfig, ModelOverrides,
+    Transformer,
+};
+use crate::vault::stream::DataKey;
+use checkpoint::TrainState;
+use data::TokenWindows;
+use optim::AdamW;
+use schedule::{LrSchedule, ScheduleKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Model(#[from] crate::model::ConfigError),
+    #[error(transparent)]
+    Corpus(#[from] crate::corpus::CorpusError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("cannot write checkpoint {path}: {source} (earlier checkpoints are intact)")]
+    CheckpointWrite { path: String, source: std::io::Error },
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("training stopped: {0}")]
+    Stopped(String),
+}
+
+impl TrainError {
+    fn json(e: serde_json::Error) -> TrainError {
+        TrainError::Checkpoint(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    Diffusion,
+    Ar,
+}
+
+impl Objective {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Objective::Diffusion => "diffusion",
+            Objective::Ar => "ar",
+        }
+    }
+}
+
+/// What the user asks for (`lethe train` flags); every field has a default or is resolved against the
+/// preset and the corpus in [`TrainSpec::resolve`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSpec {
+    pub objective: Objective,
+    pub preset: String,
+    pub overrides: ModelOverrides,
+    pub epochs: u64,
+    /// Windows per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Peak learning rate; by default one that suits the preset.
+    pub lr: Option<f64>,
+    pub schedule: ScheduleKind,
+    /// Warmup steps; by default 5% of the run, at most 200.
+    pub warmup_steps: Option<u64>,
+    pub weight_decay: f64,
+    pub seed: u64,
+    /// Steps between checkpoints; by default a tenth of the run.
+    pub checkpoint_every: Option<u64>,
+    /// Cap on the training tokens used (the rest of the corpus is left out), to study repetition.
+    pub unique_tokens: Option<u64>,
+    /// Holdout windows scored for validation each epoch.
+    pub val_windows: usize,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        Self {
+            objective: Objective::Diffusion,
+            preset: "tiny".into(),
+            overrides: ModelOverrides::default(),
+            epochs: 1,
+            batch_size: 16,
+            grad_accum: 1,
+            lr: None,
+            schedule: ScheduleKind::Cosine,
+            warmup_steps: None,
+            weight_decay: 0.1,
+            seed: 1,
+            checkpoint_every: None,
+            unique_tokens: None,
+            val_windows: 32,
+        }
+    }
+}
+
+/// The resolved configuration saved in every checkpoint: no options left.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub objective: Objective,
+    pub preset: String,
+    pub model: ModelConfig,
+    pub epochs: u64,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub steps_per_epoch: u64,
+    pub total_steps: u64,
+    pub schedule: LrSchedule,
+    pub weight_decay: f64,
+    pub betas: (f64, f64),
+    pub grad_clip: f64,
+    pub seed: u64,
+    pub checkpoint_every: u64,
+    pub unique_tokens: Option<u64>,
+    pub train_windows: usize,
+    pub val_windows: usize,
+    pub mask_eps: f64,
+    pub random_length_prob: f64,
+}
+
+/// Learning rates that train each preset stably (smaller models tolerate larger steps).
+fn default_lr(preset: &str) -> f64 {
+    match preset {
+        "tiny" => 2e-3,
+        "small" => 1e-3,
+        "base" => 6e-4,
+        _ => 3e-4,
+    }
+}
+
+impl TrainSpec {
+    /// Checks the spec against the corpus before any training starts.
+    pub fn resolve(
+        &self,
+        vocab: i64,
+        train_windows: usize,
+        val_windows: usize,
+    ) -> Result<TrainConfig, TrainError> {
+        let model = ModelConfig::preset(&self.preset, vocab)?
+            .with_overrides(&self.overrides)?
+            .with_causal(self.objective == Objective::Ar);
+        model.validate()?;
+        if self.epochs == 0 {
+            return Err(TrainError::Config("--epochs must be at least 1".into()));
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return Err(TrainError::Config(
+                "--batch-size and --grad-accum must be at least 1".into(),
+            ));
+        }
+        let per_step = self.batch_size * self.grad_accum;
+        if train_windows < per_step {
+            return Err(TrainError::Config(format!(
+                "the training data holds {train_windows} window(s) of {} tokens, fewer than one step needs \
+                 ({} × {}); lower --batch-size, --grad-accum or --context",
+                model.context, self.batch_size, self.grad_accum
+            )));
+        }
+        if let Some(lr) = self.lr {
+            if !(lr > 0.0 && lr < 1.0) {
+                return Err(TrainError::Config(format!("--lr {lr} must be in (0, 1)")));
+            }
+        }
+        if !(0.0..1.0).contains(&self.weight_decay) {
+            return Err(TrainError::Config("--weight-decay must be in [0, 1)".into()));
+        }
+        let steps_per_epoch = (train_windows / per_step) as u64;
+        let total_steps = steps_per_epoch * self.epochs;
+        let warmup = self
+            .warmup_steps
+            .unwrap_or_else(|| (total_steps / 20).clamp(1, 200));
+        if warmup >= total_steps && total_steps > 1 {
+            return Err(TrainError::Config(format!(
+                "--warmup-steps {warmup} must be below the run's {total_steps} steps"
+            )));
+        }
+        let checkpoint_every = self.checkpoint_every.unwrap_or((total_steps / 10).max(1));
+        if checkpoint_every == 0 {
+            return Err(TrainError::Config("--checkpoint-every must be at least 1".into()));
+        }
+        Ok(TrainConfig {
+            objective: self.objective,
+            preset: self.preset.clone(),
+            model,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            steps_per_epoch,
+            total_steps,
+            schedule: LrSchedule {
+                kind: self.schedule,
+                peak: self.lr.unwrap_or_else(|| default_lr(&self.preset)),
+                min_ratio: 0.1,
+                warmup_steps: warmup,
+                total_steps,
+                decay_fraction: 0.2,
+            },
+            weight_decay: self.weight_decay,
+            betas: (0.9, 0.95),
+            grad_clip: 1.0,
+            seed: self.seed,
+            checkpoint_every,
+            unique_tokens: self.unique_tokens,
+            train_windows,
+            val_windows: val_windows.min(self.val_windows),
+            mask_eps: 1e-3,
+            random_length_prob: 0.01,
+        })
+    }
+}
+
+/// What the loop reports as it goes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started {
+        step: u64,
+        total_steps: u64,
+        device: String,
+        parameters: i64,
+    },
+    Step {
+        step: u64,
+        epoch: u64,
+        loss: f64,
+        lr: f64,
+        grad_norm: f64,
+        tokens_per_s: f64,
+        eta_s: f64,
+    },
+    Epoch {
+        step: u64,
+        epoch: u64,
+        train_loss: f64,
+        val_loss: Option<f64>,
+    },
+    Checkpoint {
+        step: u64,
+        file: String,
+        sha256: String,
+        weights_sha256: String,
+        bytes: u64,
+    },
+}
+
+/// Everything a training run needs besides its configuration.
+pub struct RunContext<'a> {
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub key: &'a DataKey,
+    pub key_id: String,
+    pub device: Device,
+    /// Checkpoint bytes to resume from.
+    pub resume: Option<Vec<u8>>,
+    /// Steps to run in this call before returning (tests and benchmarks); `None` to the end.
+    pub max_steps: Option<u64>,
+}
+
+/// The outcome of [`train`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOutcome {
+    pub step: u64,
+    pub finished: bool,
+    pub final_loss: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub weights_sha256: String,
+    pub tokens_seen: u64,
+}
+
+fn model_vars(model: &Transformer) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Loads `model.*` tensors into `model`.
+pub fn load_weights(
+    model: &Transformer,
+    tensors: &std::collections::HashMap<String, Tensor>,
+) -> Result<(), TrainError> {
+    tch::no_grad(|| {
+        for (name, mut var) in model.var_store().variables() {
+            let t = tensors
+                .get(&format!("model.{name}"))
+                .ok_or_else(|| TrainError::Checkpoint(format!("checkpoint lacks weight {name}")))?;
+            if t.size() != var.size() {
+                return Err(TrainError::Checkpoint(format!(
+                    "weight {name} has shape {:?}, the model expects {:?}",
+                    t.size(),
+                    var.size()
+                )));
+            }
+            var.copy_(&t.to_device(var.device()));
+        }
+        Ok(())
+    })
+}
+
+/// Mean validation loss over the holdout windows: fixed masks and a fixed t grid for diffusion, so
+/// epochs are comparable.
+pub fn validate(model: &Transformer, cfg: &TrainConfig, val: &TokenWindows, bf16: bool) -> Option<f64> {
+    let n = cfg.val_windows.min(val.count());
+    if n == 0 {
+        return None;
+    }
+    let device = model.device();
+    let mut total = 0.0;
+    let mut batches = 0;
+    tch::no_grad(|| {
+        for (b, chunk) in (0..n).collect::<Vec<_>>().chunks(cfg.batch_size).enumerate() {
+            let tokens = val.batch(chunk, device);
+            let loss = autocast_bf16(bf16, || match cfg.objective {
+                Objective::Diffusion => {
+                    let plan = MaskPlan::validation(
+                        chunk.len() as i64,
+                        cfg.model.context,
+                        cfg.mask_eps,
+                        0xE1B0 + b as u64,
+                        device,
+                    );
+                    diffusion_loss(model, &tokens, i64::from(MASK_ID), &plan)
+                }
+                Objective::Ar => ar_loss(model, &tokens),
+            });
+            total += loss.double_value(&[]);
+            batches += 1;
+        }
+    });
+    Some(total / batches as f64)
+}
+
+/// Runs (or resumes) training. `on_event` sees every step, epoch end and checkpoint; an error it returns
+/// stops the run.
+pub fn train(
+    cfg: &TrainConfig,
+    train_data: &TokenWindows,
+    val_data: &TokenWindows,
+    ctx: &RunContext,
+    on_event: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+) -> Result<TrainOutcome, TrainError> {
+    let device = ctx.device;
+    let bf16 = device.is_cuda();
+    tch::manual_seed(cfg.seed as i64);
+    let model = Transformer::new(&cfg.model, device)?;
+    let mut opt = AdamW::new(model.var_store(), cfg.betas.0, cfg.betas.1, cfg.weight_decay);
+    let config_json = serde_json::to_value(cfg).map_err(TrainError::json)?;
+    let mut state = TrainState {
+        step: 0,
+        epoch: 0,
+        step_in_epoch: 0,
+        mask_rng: cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        tokens_seen: 0,
+        epoch_loss_sum: 0.0,
+        epoch_loss_steps: 0,
+    };
+    if let Some(bytes) = &ctx.resume {
+        let decoded = checkpoint::decode(bytes)?;
+        let saved: TrainConfig = serde_json::from_value(decoded.config.clone())
+            .map_err(|e| TrainError::Checkpoint(format!("checkpoint configuration is unreadable: {e}")))?;
+        if saved != *cfg {
+            return Err(TrainError::Checkpoint(
+                "the checkpoint was made with another configuration; resume takes the run's own".into(),
+            ));
+        }
+        load_weights(&model, &decoded.tensors)?;
+        let mut lookup = |name: &str| {
+            decoded
+                .tensors
+                .get(&format!("optim.{name}"))
+                .map(Tensor::shallow_clone)
+        };
+        opt.load_state(decoded.state.step as i64, &mut lookup)
+            .map_err(TrainError::Checkpoint)?;
+        state = decoded.state;
+    }
+    on_event(Event::Started {
+        step: state.step,
+        total_steps: cfg.total_steps,
+        device: format!("{device:?}"),
+        parameters: model.num_parameters(),
+    })?;
+
+    let schedule = MaskSchedule {
+        eps: cfg.mask_eps,
+        random_length_prob: cfg.random_length_prob,
+    };
+    let per_step = cfg.batch_size * cfg.grad_accum;
+    let tokens_per_step = (per_step as i64 * cfg.model.context) as u64;
+    let mut order = data::epoch_order(train_data.count(), cfg.seed, state.epoch);
+    let mut last_loss = None;
+    let mut last_val = None;
+    let started = Instant::now();
+    let start_step = state.step;
+    let stop_at = ctx.max_steps.map(|m| state.step + m).unwrap_or(u64::MAX);
+    let mut mask_rng = MaskRng::new(state.mask_rng);
+    let mut window = Instant::now();
+
+    while state.step < cfg.total_steps && state.step < stop_at {
+        let lr = cfg.schedule.lr(state.step);
+        opt.zero_grad();
+        let mut step_loss = 0.0;
+        for micro in 0..cfg.grad_accum {
+            let from = (state.step_in_epoch as usize) * per_step + micro * cfg.batch_size;
+            let idx = &order[from..from + cfg.batch_size];
+            let tokens = train_data.batch(idx, device);
+            let loss = autocast_bf16(bf16, || match cfg.objective {
+                Objective::Diffusion => {
+                    let plan = MaskPlan::sample(
+                        cfg.batch_size as i64,
+                        cfg.model.context,
+                        &schedule,
+                        &mut mask_rng,
+                        device,
+                    );
+                    let tokens = if plan.len < cfg.model.context {
+                        tokens.narrow(1, 0, plan.len)
+                    } else {
+                        tokens
+                    };
+                    diffusion_loss(&model, &tokens, i64::from(MASK_ID), &plan)
+                }
+                Objective::Ar => ar_loss(&model, &tokens),
+            });
+            let scaled = &loss / cfg.grad_accum as f64;
+            scaled.backward();
+            step_loss += loss.double_value(&[]) / cfg.grad_accum as f64;
+        }
+        if !step_loss.is_finite() {
+            return Err(TrainError::Stopped(format!(
+                "loss became {step_loss} at step {}; lower --lr",
+                state.step
+            )));
+        }
+        let grad_norm = opt.step(lr, Some(cfg.grad_clip));
+        state.step += 1;
+        state.step_in_epoch += 1;
+        state.tokens_seen += tokens_per_step;
+        state.epoch_loss_sum += step_loss;
+        state.epoch_loss_steps += 1;
+        state.mask_rng = mask_rng.state();
+        last_loss = Some(step_loss);
+        let elapsed = window.elapsed().as_secs_f64().max(1e-9);
+        window = Instant::now();
+        let done_here = (state.step - start_step) as f64;
+        let eta = started.elapsed().as_secs_f64() / done_here * (cfg.total_steps - state.step) as f64;
+        on_event(Event::Step {
+            step: state.step,
+            epoch: state.epoch,
+            loss: step_loss,
+            lr,
+            grad_norm,
+            tokens_per_s: tokens_per_step as f64 / elapsed,
+            eta_s: eta,
+        })?;
+
+        if state.step_in_epoch == cfg.steps_per_epoch {
+            let val = validate(&model, cfg, val_data, bf16);
+            last_val = val;
+            on_event(Event::Epoch {
+                step: state.step,
+                epoch: state.epoch,
+                train_loss: state.epoch_loss_sum / state.epoch_loss_steps.max(1) as f64,
+                val_loss: val,
+            })?;
+            state.epoch += 1;
+            state.step_in_epoch = 0;
+            state.epoch_loss_sum = 0.0;
+            state.epoch_loss_steps = 0;
+            order = data::epoch_order(train_data.count(), cfg.seed, state.epoch);
+        }
+        if state.step % cfg.checkpoint_every == 0 || state.step == cfg.total_steps {
+            let weights = model_vars(&model);
+            let bytes = checkpoint::encode(&weights, &opt.state(), &state, &config_json)?;
+            let written =
+                checkpoint::write_sealed(&ctx.dir, &ctx.run_id, state.step, ctx.key, &ctx.key_id, &bytes)?;
+            on_event(Event::Checkpoint {
+                step: state.step,
+                file: written.file,
+                sha256: written.sha256,
+                weights_sha256: checkpoint::weights_sha256(&weights),
+                bytes: written.bytes,
+            })?;
+        }
+    }
+    Ok(TrainOutcome {
+        step: state.step,
+        finished: state.step >= cfg.total_steps,
+        final_loss: last_loss,
+        val_loss: last_val,
+        weights_sha256: checkpoint::weights_sha256(&model_vars(&model)),
+        tokens_seen: state.tokens_seen,
+    })
+}
+
+/// Rebuilds a model from checkpoint bytes, for sampling and audits.
+pub fn load_model(bytes: &[u8], device: Device) -> Result<(Transformer, TrainConfig), TrainError> {
+    let decoded = checkpoint::decode(bytes)?;
+    let cfg: TrainConfig = serde_json::from_value(decoded.config)
+        .map_err(|e| TrainError::Checkpoint(format!("checkpoint configuration is unreadable: {e}")))?;
+    let model = Transformer::new(&cfg.model, device)?;
+    load_weights(&model, &decoded.tensors)?;
+    Ok((model, cfg))
+}
