@@ -315,6 +315,7 @@ def cmd_bench(a):
         "threads": torch.get_num_threads(), "objective": a.objective, "batch": a.batch, "seq": a.seq,
         "steps": a.steps, "warmup": a.warmup, "params": sum(p.numel() for p in model.parameters()),
         "tokens_per_s": tok_s, "step_ms": 1000 * sum(timed) / len(timed),
+        "step_times_ms": [1000 * t for t in timed],
         "loss_first": losses[0], "loss_last": losses[-1],
     }))
 
