@@ -26,6 +26,18 @@ pub enum ModelError {
         value: f64,
         why: &'static str,
     },
+    #[error("the checkpoint has no tensor '{name}', which this model's config needs")]
+    MissingTensor { name: String },
+    #[error("the checkpoint's tensor '{name}' has shape {found:?}; this model's config needs {expected:?}")]
+    TensorShape {
+        name: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
+    #[error("the checkpoint's tensor '{name}' holds {kind}, not floating-point weights")]
+    TensorKind { name: String, kind: String },
+    #[error("the checkpoint has a tensor '{name}' that this model's config does not have")]
+    UnexpectedTensor { name: String },
     #[error("{operation} needs a {needs} model (config.causal = {causal})")]
     WrongObjective {
         operation: &'static str,
