@@ -10,8 +10,8 @@ pub enum ModelError {
     TooLong { row: usize, len: i64, context: i64 },
     #[error("row {row}: token id {id} is outside the vocabulary (0..{vocab})")]
     TokenOutOfRange { row: usize, id: i64, vocab: i64 },
-    #[error("row {row}: the prompt contains the mask token {mask_id}; use infill to fill masked positions")]
-    MaskInPrompt { row: usize, mask_id: i64 },
+    #[error("row {row} contains the mask token {mask_id} as text (to fill masked positions, use infill)")]
+    MaskInText { row: usize, mask_id: i64 },
     #[error("row {row} is empty; {why}")]
     EmptyRow { row: usize, why: &'static str },
     #[error("the mask token {mask_id} is outside the vocabulary (0..{vocab})")]

@@ -11,8 +11,9 @@
 //! `gen_length` mask tokens follow it. The masked span is cut into blocks of `block_length`, filled left
 //! to right; each block gets `steps / blocks` denoising steps. At each step the model predicts every
 //! position of the block, a candidate token is drawn per masked position (argmax, or Gumbel-max at a
-//! temperature; never the mask token itself), and the `k` most confident candidates are committed, `k` spreading the block's masks
-//! evenly over its steps. `random` remasking commits `k` random candidates instead. The whole step loop
+//! temperature; never the mask token itself), and the `k` most confident candidates are committed, `k`
+//! spreading the block's masks evenly over its steps. `random` remasking commits `k` random candidates
+//! instead. The whole step loop
 //! stays on the device: the per-row `k` is a tensor, and the top-k of varying size is a rank comparison,
 //! so nothing is copied to the host until the end.
 //!
@@ -174,7 +175,7 @@ impl Transformer {
                 });
             }
             if !c.causal && p.contains(&opts.mask_id) {
-                return Err(ModelError::MaskInPrompt {
+                return Err(ModelError::MaskInText {
                     row,
                     mask_id: opts.mask_id,
                 });
@@ -601,7 +602,7 @@ mod tests {
         );
         assert_eq!(
             m.generate(&[vec![MASK]], &o),
-            Err(ModelError::MaskInPrompt {
+            Err(ModelError::MaskInText {
                 row: 0,
                 mask_id: MASK
             })
