@@ -203,7 +203,7 @@ def sample_plan(batch, length, eps, device):
 @torch.no_grad()
 def generate(model, prompt, mask_id, gen_length, steps, block_length):
     """LLaDA's `generate` (github.com/ML-GSAI/LLaDA, generate.py) at temperature 0 with low-confidence
-    remasking, for equal-length prompts."""
+    remasking, for equal-length prompts, except that the mask token is never proposed."""
     b, p = prompt.shape
     x = torch.full((b, p + gen_length), mask_id, dtype=torch.long)
     x[:, :p] = prompt
@@ -218,6 +218,7 @@ def generate(model, prompt, mask_id, gen_length, steps, block_length):
         for i in range(steps):
             mask_index = x == mask_id
             logits = model(x)
+            logits[..., mask_id] = -math.inf  # Lethe's one change: the mask token is never a candidate
             x0 = logits.argmax(-1)
             p_ = F.softmax(logits.double(), dim=-1)
             conf = torch.gather(p_, -1, x0.unsqueeze(-1)).squeeze(-1)
@@ -315,6 +316,7 @@ def cmd_bench(a):
         "threads": torch.get_num_threads(), "objective": a.objective, "batch": a.batch, "seq": a.seq,
         "steps": a.steps, "warmup": a.warmup, "params": sum(p.numel() for p in model.parameters()),
         "tokens_per_s": tok_s, "step_ms": 1000 * sum(timed) / len(timed),
+        "step_times_ms": [1000 * t for t in timed],
         "loss_first": losses[0], "loss_last": losses[-1],
     }))
 

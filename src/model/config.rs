@@ -88,6 +88,29 @@ pub struct ParamCount {
     pub non_embedding: i64,
 }
 
+/// One row of `lethe model presets`: a preset's shape and its parameter counts for a vocabulary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PresetSummary {
+    pub name: &'static str,
+    pub config: ModelConfig,
+    pub params: ParamCount,
+}
+
+/// Every preset at `vocab`, smallest first.
+pub fn presets(vocab: i64) -> Result<Vec<PresetSummary>, ConfigError> {
+    PRESETS
+        .iter()
+        .map(|&name| {
+            let config = ModelConfig::preset(name, vocab)?;
+            Ok(PresetSummary {
+                name,
+                params: config.param_count(),
+                config,
+            })
+        })
+        .collect()
+}
+
 impl ModelConfig {
     /// Builds a preset for a vocabulary. The preset sizes (about 1M, 25M, 125M and 1B) are
     /// **non-embedding** parameter counts, because the vocabulary comes from the corpus;
@@ -251,6 +274,15 @@ mod tests {
                 "{name}: {n} not in [{lo}, {hi}]"
             );
         }
+    }
+
+    #[test]
+    fn preset_table_lists_every_preset_with_its_counts() {
+        let table = presets(8192).unwrap();
+        assert_eq!(table.iter().map(|p| p.name).collect::<Vec<_>>(), PRESETS.to_vec());
+        let json = serde_json::to_value(&table[1]).unwrap();
+        assert_eq!(json["config"]["width"], 512);
+        assert_eq!(json["params"]["total"], table[1].config.param_count().total);
     }
 
     #[test]

@@ -10,8 +10,8 @@ pub enum ModelError {
     TooLong { row: usize, len: i64, context: i64 },
     #[error("row {row}: token id {id} is outside the vocabulary (0..{vocab})")]
     TokenOutOfRange { row: usize, id: i64, vocab: i64 },
-    #[error("row {row}: the prompt contains the mask token {mask_id}; use infill to fill masked positions")]
-    MaskInPrompt { row: usize, mask_id: i64 },
+    #[error("row {row} contains the mask token {mask_id} as text (to fill masked positions, use infill)")]
+    MaskInText { row: usize, mask_id: i64 },
     #[error("row {row} is empty; {why}")]
     EmptyRow { row: usize, why: &'static str },
     #[error("the mask token {mask_id} is outside the vocabulary (0..{vocab})")]
@@ -26,6 +26,18 @@ pub enum ModelError {
         value: f64,
         why: &'static str,
     },
+    #[error("the checkpoint has no tensor '{name}', which this model's config needs")]
+    MissingTensor { name: String },
+    #[error("the checkpoint's tensor '{name}' has shape {found:?}; this model's config needs {expected:?}")]
+    TensorShape {
+        name: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
+    #[error("the checkpoint's tensor '{name}' holds {kind}, not floating-point weights")]
+    TensorKind { name: String, kind: String },
+    #[error("the checkpoint has a tensor '{name}' that this model's config does not have")]
+    UnexpectedTensor { name: String },
     #[error("{operation} needs a {needs} model (config.causal = {causal})")]
     WrongObjective {
         operation: &'static str,

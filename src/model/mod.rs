@@ -23,7 +23,9 @@ pub mod transformer;
 #[cfg(test)]
 mod parity;
 
-pub use config::{ConfigError, ModelConfig, ModelOverrides, ParamCount, MAX_CONTEXT, PRESETS};
+pub use config::{
+    presets, ConfigError, ModelConfig, ModelOverrides, ParamCount, PresetSummary, MAX_CONTEXT, PRESETS,
+};
 pub use error::ModelError;
 pub use objective::{ar_loss, diffusion_loss, MaskPlan, MaskRng, MaskSchedule};
 pub use precision::autocast_bf16;

@@ -11,8 +11,9 @@
 //! `gen_length` mask tokens follow it. The masked span is cut into blocks of `block_length`, filled left
 //! to right; each block gets `steps / blocks` denoising steps. At each step the model predicts every
 //! position of the block, a candidate token is drawn per masked position (argmax, or Gumbel-max at a
-//! temperature), and the `k` most confident candidates are committed, `k` spreading the block's masks
-//! evenly over its steps. `random` remasking commits `k` random candidates instead. The whole step loop
+//! temperature; never the mask token itself), and the `k` most confident candidates are committed, `k`
+//! spreading the block's masks evenly over its steps. `random` remasking commits `k` random candidates
+//! instead. The whole step loop
 //! stays on the device: the per-row `k` is a tensor, and the top-k of varying size is a rank comparison,
 //! so nothing is copied to the host until the end.
 //!
@@ -155,7 +156,7 @@ impl Transformer {
     /// `Vec` per prompt in the given order. A diffusion model (`config.causal == false`) samples LLaDA-style;
     /// the AR baseline samples left to right. Prompts may differ in length (see the module doc).
     pub fn generate(&self, prompts: &[Vec<i64>], opts: &SampleOptions) -> Result<Vec<Vec<i64>>, ModelError> {
-        self.check_options(opts, opts.gen_length)?;
+        self.check_options(opts, true)?;
         let c = self.config();
         for (row, p) in prompts.iter().enumerate() {
             check_tokens(row, p, c.vocab)?;
@@ -174,7 +175,7 @@ impl Transformer {
                 });
             }
             if !c.causal && p.contains(&opts.mask_id) {
-                return Err(ModelError::MaskInPrompt {
+                return Err(ModelError::MaskInText {
                     row,
                     mask_id: opts.mask_id,
                 });
@@ -209,9 +210,15 @@ impl Transformer {
                 causal: true,
             });
         }
-        self.check_options(opts, 1)?;
+        self.check_options(opts, false)?;
         for (row, r) in rows.iter().enumerate() {
             check_tokens(row, r, c.vocab)?;
+            if r.is_empty() {
+                return Err(ModelError::EmptyRow {
+                    row,
+                    why: "there is nothing to fill",
+                });
+            }
             if r.len() as i64 > c.context {
                 return Err(ModelError::TooLong {
                     row,
@@ -258,11 +265,13 @@ impl Transformer {
         }
     }
 
-    fn check_options(&self, o: &SampleOptions, gen_length: i64) -> Result<(), ModelError> {
+    /// Checks the options that apply: `generating` for [`Transformer::generate`], whose length and blocks
+    /// matter, false for [`Transformer::infill`], which ignores them.
+    fn check_options(&self, o: &SampleOptions, generating: bool) -> Result<(), ModelError> {
         let vocab = self.config().vocab;
         let bad = |name, value: f64, why| Err(ModelError::BadOption { name, value, why });
-        if gen_length < 1 {
-            return bad("gen_length", gen_length as f64, "must be at least 1");
+        if generating && o.gen_length < 1 {
+            return bad("gen_length", o.gen_length as f64, "must be at least 1");
         }
         if !(o.temperature.is_finite() && o.temperature >= 0.0) {
             return bad("temperature", o.temperature, "must be a finite number, 0 or more");
@@ -288,6 +297,9 @@ impl Transformer {
         }
         if o.steps < 1 {
             return bad("steps", o.steps as f64, "must be at least 1");
+        }
+        if !generating {
+            return Ok(());
         }
         if o.block_length < 1 || o.gen_length % o.block_length != 0 {
             return Err(ModelError::BlockLength {
@@ -355,12 +367,18 @@ impl Transformer {
             let base = count.floor_divide_scalar(steps);
             let rem = count.remainder(steps);
             let ranks_src = Tensor::arange(len, (Kind::Int64, device)).expand([b, len], false);
+            let mask_index = Tensor::from_slice(&[o.mask_id]).to_device(device);
             for s in 0..steps {
                 let k = &base + rem.gt(s).to_kind(Kind::Int64);
                 let block = x.narrow(1, start, len);
                 let masked = block.eq(o.mask_id);
                 let hidden = self.hidden(&x, attn_mask).narrow(1, start, len);
-                let logits = self.head(&hidden).to_kind(Kind::Float);
+                // The mask token is never a candidate: committing it would leave the position masked
+                // (a trained model rarely proposes it, an untrained one may).
+                let logits =
+                    self.head(&hidden)
+                        .to_kind(Kind::Float)
+                        .index_fill(-1, &mask_index, f64::NEG_INFINITY);
                 let candidate = gumbel_argmax(&logits, o.temperature);
                 let confidence = match o.remasking {
                     // log p of the candidate under the un-noised distribution: the same order as LLaDA's p.
@@ -459,6 +477,24 @@ mod tests {
             assert_eq!(row.len(), 8);
             assert!(row.iter().all(|&t| (0..50).contains(&t) && t != MASK), "{row:?}");
         }
+    }
+
+    #[test]
+    fn denoising_keeps_the_prompt_columns_and_fills_the_block() {
+        let m = model(false);
+        let prompt = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6]).view([2, 3]);
+        let x = Tensor::cat(
+            &[
+                prompt.copy(),
+                Tensor::full([2, 4], MASK, (Kind::Int64, Device::Cpu)),
+            ],
+            1,
+        );
+        let mut o = SampleOptions::new(4, MASK);
+        o.temperature = 1.0;
+        let out = tch::no_grad(|| m.denoise(x, None, &[(3, 2), (5, 2)], 2, &o));
+        assert!(out.narrow(1, 0, 3).equal(&prompt));
+        assert_eq!(out.eq(MASK).sum(Kind::Int64).int64_value(&[]), 0);
     }
 
     #[test]
@@ -566,7 +602,7 @@ mod tests {
         );
         assert_eq!(
             m.generate(&[vec![MASK]], &o),
-            Err(ModelError::MaskInPrompt {
+            Err(ModelError::MaskInText {
                 row: 0,
                 mask_id: MASK
             })
@@ -585,6 +621,13 @@ mod tests {
         ));
         assert!(matches!(
             model(true).generate(&[vec![]], &o),
+            Err(ModelError::EmptyRow { row: 0, .. })
+        ));
+        let mut o = SampleOptions::new(8, MASK);
+        o.block_length = 3; // meaningless for infill, so not refused there
+        assert_eq!(m.infill(&[vec![1, MASK]], &o).map(|r| r[0].len()), Ok(2));
+        assert!(matches!(
+            m.infill(&[vec![]], &o),
             Err(ModelError::EmptyRow { row: 0, .. })
         ));
     }

@@ -70,7 +70,8 @@ impl Transformer {
 
     /// Diffusion model: an ELBO estimate per row from `n_samples` masked copies of it. Sample k of a row
     /// masks each token with probability t_k = ε + (1-ε)·(k + u)/n (one uniform u per row: stratified, so
-    /// few samples cover the time axis) and at least one token. Deterministic for a `seed`.
+    /// few samples cover the time axis) and at least one token. The same rows and `seed` give the same
+    /// numbers.
     pub fn score_elbo(
         &self,
         rows: &[Vec<i64>],
@@ -100,6 +101,11 @@ impl Transformer {
             });
         }
         self.check_rows(rows)?;
+        // A mask token in the text would be scored as if it were masked noise; the tokenizer never
+        // produces one, so it means the caller passed an infill template.
+        if let Some(row) = rows.iter().position(|r| r.contains(&mask_id)) {
+            return Err(ModelError::MaskInText { row, mask_id });
+        }
         let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
         let chunk = chunk_rows(&lens);
         let mut rng = MaskRng::new(seed);
@@ -289,6 +295,10 @@ mod tests {
                 row: 0,
                 why: "AR scoring needs at least two tokens"
             })
+        );
+        assert_eq!(
+            model(false).score_elbo(&[vec![1, 2], vec![3, 49]], 49, 1, 0),
+            Err(ModelError::MaskInText { row: 1, mask_id: 49 })
         );
         assert_eq!(
             model(false).score_elbo(&[vec![1, 99]], 49, 1, 0),

@@ -26,6 +26,7 @@ use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
 use super::config::{ConfigError, ModelConfig};
+use super::error::ModelError;
 
 /// Optimizer group of the weight matrices and embeddings (weight decay applies).
 pub const DECAY_GROUP: usize = 0;
@@ -276,6 +277,50 @@ impl Transformer {
         self.vs.variables().values().map(|t| t.numel() as i64).sum()
     }
 
+    /// Every variable under its checkpoint name, sorted by name so that a checkpoint's bytes (and their
+    /// hash) do not depend on hash-map order. The tensors share storage with the model.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut all: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Copies weights (a checkpoint's tensors, by name) into this model. Every variable must be there with
+    /// its exact shape and nothing else may be: a checkpoint of another shape is refused, not half loaded.
+    /// Floating-point kinds are converted (a bf16 release loads into f32 weights).
+    pub fn load_named_tensors(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ModelError> {
+        let vars = self.vs.variables();
+        let given: std::collections::HashMap<&str, &Tensor> =
+            tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        if let Some((name, _)) = tensors.iter().find(|(n, _)| !vars.contains_key(n)) {
+            return Err(ModelError::UnexpectedTensor { name: name.clone() });
+        }
+        for (name, var) in &vars {
+            let src = given
+                .get(name.as_str())
+                .ok_or_else(|| ModelError::MissingTensor { name: name.clone() })?;
+            if src.size() != var.size() {
+                return Err(ModelError::TensorShape {
+                    name: name.clone(),
+                    expected: var.size(),
+                    found: src.size(),
+                });
+            }
+            if !src.is_floating_point() {
+                return Err(ModelError::TensorKind {
+                    name: name.clone(),
+                    kind: format!("{:?}", src.kind()),
+                });
+            }
+        }
+        tch::no_grad(|| {
+            for (name, mut var) in vars {
+                var.copy_(given[name.as_str()]);
+            }
+        });
+        Ok(())
+    }
+
     /// Logits `[batch, time, vocab]` for token ids `[batch, time]` (int64, on the model's device).
     pub fn forward(&self, tokens: &Tensor) -> Tensor {
         self.head(&self.hidden(tokens, None))
@@ -373,6 +418,60 @@ mod tests {
         assert_eq!(vars["blocks.0.mlp.w_gate.weight"].size(), vec![64, 32]);
         assert_eq!(vars["blocks.0.attn.q_norm.weight"].size(), vec![8]);
         assert_eq!(vars.len() as i64, 2 * 11 + 3);
+    }
+
+    #[test]
+    fn named_tensors_round_trip_into_another_model() {
+        tch::manual_seed(6);
+        let a = Transformer::new(&micro(false), Device::Cpu).unwrap();
+        let mut b = Transformer::new(&micro(false), Device::Cpu).unwrap();
+        let named = a.named_tensors();
+        assert_eq!(
+            named.first().map(|(n, _)| n.as_str()),
+            Some("blocks.0.attn.k_norm.weight")
+        );
+        b.load_named_tensors(&named).unwrap();
+        let x = Tensor::randint(50, [2, 7], (Kind::Int64, Device::Cpu));
+        let (ya, yb) = tch::no_grad(|| (a.forward(&x), b.forward(&x)));
+        assert!(ya.equal(&yb));
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_shape_is_refused_by_tensor_name() {
+        let mut m = Transformer::new(&micro(false), Device::Cpu).unwrap();
+        let mut named = m.named_tensors();
+        named.retain(|(n, _)| n != "norm.weight");
+        assert_eq!(
+            m.load_named_tensors(&named),
+            Err(ModelError::MissingTensor {
+                name: "norm.weight".into()
+            })
+        );
+        let mut named = m.named_tensors();
+        named.push((
+            "blocks.2.attn.wq.weight".into(),
+            Tensor::zeros([32, 32], (Kind::Float, Device::Cpu)),
+        ));
+        assert_eq!(
+            m.load_named_tensors(&named),
+            Err(ModelError::UnexpectedTensor {
+                name: "blocks.2.attn.wq.weight".into()
+            })
+        );
+        let mut named = m.named_tensors();
+        for (n, t) in &mut named {
+            if n == "head.weight" {
+                *t = Tensor::zeros([60, 32], (Kind::Float, Device::Cpu));
+            }
+        }
+        assert_eq!(
+            m.load_named_tensors(&named),
+            Err(ModelError::TensorShape {
+                name: "head.weight".into(),
+                expected: vec![50, 32],
+                found: vec![60, 32]
+            })
+        );
     }
 
     /// Changes token `j` and reports which output positions moved.
