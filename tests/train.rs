@@ -18,13 +18,21 @@ fn lethe(data_dir: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "command failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
 fn fails_with(o: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure; stdout {}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        !o.status.success(),
+        "expected failure; stdout {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let last = err.trim_end().lines().last().unwrap_or("");
     assert!(last.starts_with("error: "), "{err}");
     assert!(err.contains(needle), "stderr {err:?} should mention {needle:?}");
@@ -36,15 +44,54 @@ fn fixture() -> (tempfile::TempDir, PathBuf) {
     let data = tmp.path().join("data");
     let input = tmp.path().join("in");
     ok(lethe(&data, &["init"]));
-    ok(lethe(&data, &["corpus", "synth", "--out", input.to_str().unwrap(), "--docs", "60", "--seed", "5"]));
-    ok(lethe(&data, &["corpus", "ingest", "--name", "kb", "--vocab", "512", "--holdout", "0.1", input.to_str().unwrap()]));
+    ok(lethe(
+        &data,
+        &[
+            "corpus",
+            "synth",
+            "--out",
+            input.to_str().unwrap(),
+            "--docs",
+            "60",
+            "--seed",
+            "5",
+        ],
+    ));
+    ok(lethe(
+        &data,
+        &[
+            "corpus",
+            "ingest",
+            "--name",
+            "kb",
+            "--vocab",
+            "512",
+            "--holdout",
+            "0.1",
+            input.to_str().unwrap(),
+        ],
+    ));
     (tmp, data)
 }
 
 /// A model small enough to train in seconds on a CPU.
 const MICRO: &[&str] = &[
-    "--preset", "tiny", "--layers", "2", "--width", "64", "--heads", "2", "--mlp", "128", "--context", "64",
-    "--batch-size", "4", "--seed", "11",
+    "--preset",
+    "tiny",
+    "--layers",
+    "2",
+    "--width",
+    "64",
+    "--heads",
+    "2",
+    "--mlp",
+    "128",
+    "--context",
+    "64",
+    "--batch-size",
+    "4",
+    "--seed",
+    "11",
 ];
 
 fn train_json(data: &Path, extra: &[&str]) -> serde_json::Value {
@@ -65,7 +112,11 @@ fn a_killed_and_resumed_run_ends_with_the_same_weights() {
 
     // The same run again, killed with SIGKILL once it has written its second checkpoint.
     let runs = data.join("runs");
-    let before: Vec<_> = std::fs::read_dir(&runs).unwrap().flatten().map(|e| e.path()).collect();
+    let before: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     let mut args = vec!["train", "--corpus", "kb"];
     args.extend_from_slice(MICRO);
     args.extend_from_slice(&["--checkpoint-every", "10"]);
@@ -88,7 +139,11 @@ fn a_killed_and_resumed_run_ends_with_the_same_weights() {
             .collect();
         if let Some(dir) = new.first() {
             let sealed = std::fs::read_dir(dir)
-                .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".sealed")).count())
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".sealed"))
+                        .count()
+                })
                 .unwrap_or(0);
             if sealed >= 2 {
                 break dir.clone();
@@ -114,7 +169,10 @@ fn a_killed_and_resumed_run_ends_with_the_same_weights() {
     let shown: serde_json::Value =
         serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "show", &run_id])).stdout).unwrap();
     assert_eq!(shown["run"]["state"], "succeeded");
-    assert_eq!(shown["checkpoints"].as_array().unwrap().last().unwrap()["weights_sha256"], straight["weights_sha256"]);
+    assert_eq!(
+        shown["checkpoints"].as_array().unwrap().last().unwrap()["weights_sha256"],
+        straight["weights_sha256"]
+    );
     fails_with(&lethe(&data, &["train", "--resume", &run_id]), "already finished");
 }
 
@@ -123,47 +181,118 @@ fn loss_falls_validation_is_recorded_and_the_model_samples() {
     let (_tmp, data) = fixture();
     let r = train_json(&data, &["--epochs", "3", "--lr", "0.003"]);
     let run = r["run_id"].as_str().unwrap();
-    let shown: serde_json::Value = serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "show", run])).stdout).unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "show", run])).stdout).unwrap();
     let epochs = shown["epochs"].as_array().unwrap();
     assert_eq!(epochs.len(), 3);
     let first = epochs[0]["train_loss"].as_f64().unwrap();
     let last = epochs[2]["train_loss"].as_f64().unwrap();
     assert!(last < first, "training loss should fall: {first} -> {last}");
-    assert!(epochs.iter().all(|e| e["val_loss"].as_f64().is_some()), "validation each epoch");
+    assert!(
+        epochs.iter().all(|e| e["val_loss"].as_f64().is_some()),
+        "validation each epoch"
+    );
     assert!(shown["steps_logged"].as_u64().unwrap() > 10);
 
-    let o = ok(lethe(&data, &["--json", "sample", "--run", run, "--prompt", "Ticket", "--length", "16", "--num", "2"]));
+    let o = ok(lethe(
+        &data,
+        &[
+            "--json", "sample", "--run", run, "--prompt", "Ticket", "--length", "16", "--num", "2",
+        ],
+    ));
     let texts: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(texts.len(), 2);
-    assert!(texts.iter().all(|t| t.starts_with("Ticket") && t.len() > "Ticket".len()), "{texts:?}");
-    let o = ok(lethe(&data, &["--json", "sample", "--run", run, "--infill", "Subject: [MASK] request", "--span", "4"]));
+    assert!(
+        texts
+            .iter()
+            .all(|t| t.starts_with("Ticket") && t.len() > "Ticket".len()),
+        "{texts:?}"
+    );
+    let o = ok(lethe(
+        &data,
+        &[
+            "--json",
+            "sample",
+            "--run",
+            run,
+            "--infill",
+            "Subject: [MASK] request",
+            "--span",
+            "4",
+        ],
+    ));
     let filled: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(filled[0].starts_with("Subject: ") && filled[0].ends_with(" request"), "{filled:?}");
-    fails_with(&lethe(&data, &["sample", "--run", run, "--infill", "no marker here"]), "[MASK]");
+    assert!(
+        filled[0].starts_with("Subject: ") && filled[0].ends_with(" request"),
+        "{filled:?}"
+    );
+    fails_with(
+        &lethe(&data, &["sample", "--run", run, "--infill", "no marker here"]),
+        "[MASK]",
+    );
 
     // The AR baseline on the same backbone trains too, and refuses infilling.
     let ar = train_json(&data, &["--objective", "ar"]);
     let ar_run = ar["run_id"].as_str().unwrap();
-    fails_with(&lethe(&data, &["sample", "--run", ar_run, "--infill", "a [MASK] b"]), "diffusion");
-    ok(lethe(&data, &["sample", "--run", ar_run, "--prompt", "Ticket", "--length", "8"]));
+    fails_with(
+        &lethe(&data, &["sample", "--run", ar_run, "--infill", "a [MASK] b"]),
+        "diffusion",
+    );
+    ok(lethe(
+        &data,
+        &["sample", "--run", ar_run, "--prompt", "Ticket", "--length", "8"],
+    ));
 }
 
 #[test]
 fn bad_arguments_are_refused_before_a_run_is_recorded() {
     let (_tmp, data) = fixture();
-    fails_with(&lethe(&data, &["train", "--corpus", "nope"]), "no corpus named \"nope\"");
-    let mut args = vec!["train", "--corpus", "kb"];
-    args.extend_from_slice(MICRO);
-    args.extend_from_slice(&["--heads", "3"]);
-    fails_with(&lethe(&data, &args), "heads");
-    fails_with(&lethe(&data, &["train", "--corpus", "kb", "--preset", "huge"]), "huge");
-    fails_with(&lethe(&data, &["train", "--corpus", "kb", "--preset", "tiny", "--batch-size", "100000"]), "fewer than one step needs");
-    fails_with(&lethe(&data, &["train", "--corpus", "kb", "--epochs", "0"]), "epochs");
-    let list: serde_json::Value = serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "list"])).stdout).unwrap();
+    fails_with(
+        &lethe(&data, &["train", "--corpus", "nope"]),
+        "no corpus named \"nope\"",
+    );
+    fails_with(
+        &lethe(
+            &data,
+            &["train", "--corpus", "kb", "--width", "64", "--heads", "3"],
+        ),
+        "heads",
+    );
+    fails_with(
+        &lethe(&data, &["train", "--corpus", "kb", "--preset", "huge"]),
+        "huge",
+    );
+    fails_with(
+        &lethe(
+            &data,
+            &[
+                "train",
+                "--corpus",
+                "kb",
+                "--preset",
+                "tiny",
+                "--batch-size",
+                "100000",
+            ],
+        ),
+        "fewer than one step needs",
+    );
+    fails_with(
+        &lethe(&data, &["train", "--corpus", "kb", "--epochs", "0"]),
+        "epochs",
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "list"])).stdout).unwrap();
     assert_eq!(list, serde_json::json!([]), "no run recorded");
-    fails_with(&lethe(&data, &["train", "--resume", "run-missing"]), "no training run \"run-missing\"");
+    fails_with(
+        &lethe(&data, &["train", "--resume", "run-missing"]),
+        "no training run \"run-missing\"",
+    );
     fails_with(&lethe(&data, &["runs", "show", "run-missing"]), "no training run");
-    fails_with(&lethe(&data, &["sample", "--run", "run-missing", "--prompt", "x"]), "no training run");
+    fails_with(
+        &lethe(&data, &["sample", "--run", "run-missing", "--prompt", "x"]),
+        "no training run",
+    );
 }
 
 /// Unmounts the tmpfs when the test ends, however it ends.
@@ -179,9 +308,9 @@ fn a_full_disk_while_checkpointing_is_a_clear_error_and_keeps_the_last_checkpoin
     let (_tmp, data) = fixture();
     let runs = data.join("runs");
     std::fs::create_dir_all(&runs).unwrap();
-    // A 1 MiB file system for checkpoints: the first ones fit, a later one does not.
+    // A 4 MiB file system for checkpoints of about 1.8 MB each: the first ones fit, a later one does not.
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
         .arg(&runs)
         .status()
         .map(|s| s.success())
@@ -197,15 +326,23 @@ fn a_full_disk_while_checkpointing_is_a_clear_error_and_keeps_the_last_checkpoin
     let o = lethe(&data, &args);
     fails_with(&o, "cannot write checkpoint");
     fails_with(&o, "earlier checkpoints are intact");
-    let list: serde_json::Value = serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "list"])).stdout).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "list"])).stdout).unwrap();
     let run = &list[0];
     assert_eq!(run["state"], "failed");
     let run_id = run["id"].as_str().unwrap();
-    let shown: serde_json::Value = serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "show", run_id])).stdout).unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "show", run_id])).stdout).unwrap();
     let checkpoints = shown["checkpoints"].as_array().unwrap();
     assert!(!checkpoints.is_empty(), "at least one checkpoint fitted");
     // No temporary file left behind, and the last recorded checkpoint still loads.
     let dir = runs.join(run_id);
-    assert!(std::fs::read_dir(&dir).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
-    ok(lethe(&data, &["sample", "--run", run_id, "--prompt", "Hi", "--length", "4"]));
+    assert!(std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+    ok(lethe(
+        &data,
+        &["sample", "--run", run_id, "--prompt", "Hi", "--length", "4"],
+    ));
 }
