@@ -79,7 +79,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        return F.rms_norm(x, (self.dim,), self.weight, self.eps)
+        # Same as Lethe's RmsNorm: under bf16 autocast the gain is cast to the input's dtype so the fused
+        # kernel is used (mixed dtypes fall back to the slow composite path).
+        return F.rms_norm(x, (self.dim,), self.weight.to(x.dtype), self.eps)
 
 
 def rope_tables(cfg, device):

@@ -17,6 +17,10 @@ const DEVICE_CUDA: c_char = 1;
 const SCALAR_BFLOAT16: c_char = 15;
 
 extern "C" {
+    #[link_name = "_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb"]
+    fn at_set_autocast_enabled(device: c_char, enabled: bool);
+    #[link_name = "_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE"]
+    fn at_is_autocast_enabled(device: c_char) -> bool;
     #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
     fn at_set_autocast_dtype(device: c_char, dtype: c_char);
     #[link_name = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"]
@@ -33,10 +37,28 @@ pub fn autocast_bf16<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
     // The autocast dtype is thread-local in libtorch, so setting and restoring it here cannot disturb
     // another thread.
     // SAFETY: a plain setter of a thread-local with two by-value int8 enums; see the module doc.
-    let previous = unsafe { at_get_autocast_dtype(DEVICE_CUDA) };
-    unsafe { at_set_autocast_dtype(DEVICE_CUDA, SCALAR_BFLOAT16) };
-    let out = tch::autocast(true, f);
-    unsafe { at_set_autocast_dtype(DEVICE_CUDA, previous) };
+    //
+    // `tch::autocast` is not used: it goes through `at::autocast::set_enabled`, which libtorch 2.11
+    // deprecates with a warning printed on every call (several per training step). The per-device
+    // setters below are the current API; nesting and the cast cache are kept as tch keeps them.
+    // SAFETY: plain setters and getters of thread-local state with by-value int8 enums and a bool; see the
+    // module doc.
+    let previous_dtype = unsafe { at_get_autocast_dtype(DEVICE_CUDA) };
+    let previous_enabled = unsafe { at_is_autocast_enabled(DEVICE_CUDA) };
+    unsafe {
+        at_set_autocast_dtype(DEVICE_CUDA, SCALAR_BFLOAT16);
+        at_set_autocast_enabled(DEVICE_CUDA, true);
+        torch_sys::at_autocast_increment_nesting();
+    }
+    let out = f();
+    unsafe {
+        // The cache of casted weights lives as long as the outermost autocast region, as in PyTorch.
+        if torch_sys::at_autocast_decrement_nesting() == 0 {
+            torch_sys::at_autocast_clear_cache();
+        }
+        at_set_autocast_enabled(DEVICE_CUDA, previous_enabled);
+        at_set_autocast_dtype(DEVICE_CUDA, previous_dtype);
+    }
     out
 }
 
@@ -55,6 +77,11 @@ mod tests {
             assert_eq!(at_get_autocast_dtype(DEVICE_CUDA), SCALAR_BFLOAT16);
             at_set_autocast_dtype(DEVICE_CUDA, before);
             assert_eq!(at_get_autocast_dtype(DEVICE_CUDA), before);
+            assert!(!at_is_autocast_enabled(DEVICE_CUDA));
+            at_set_autocast_enabled(DEVICE_CUDA, true);
+            assert!(at_is_autocast_enabled(DEVICE_CUDA));
+            at_set_autocast_enabled(DEVICE_CUDA, false);
+            assert!(!at_is_autocast_enabled(DEVICE_CUDA));
         }
     }
 }

@@ -53,7 +53,13 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.rms_norm([self.dim], Some(&self.weight), self.eps)
+        // Under bf16 autocast the input arrives in bf16 while the gain is an f32 master weight; libtorch's
+        // fused kernel needs both in one dtype and otherwise falls back to the slow composite path.
+        if x.kind() != self.weight.kind() {
+            x.rms_norm([self.dim], Some(&self.weight.to_kind(x.kind())), self.eps)
+        } else {
+            x.rms_norm([self.dim], Some(&self.weight), self.eps)
+        }
     }
 }
 
