@@ -56,10 +56,19 @@ demo: build
 	@echo "== lethe corpus synth: a fictional company's knowledge base, with planted secrets"
 	bin/lethe corpus synth --out "$(DEMO_CORPUS)" --docs 2000 --seed 7
 	@echo "== lethe corpus ingest: read once, sealed from here on, canaries planted"
-	bin/lethe --data-dir "$(DEMO_DIR)" corpus ingest --name kb --canaries 8 --canary-repeats 1,4,16,64 "$(DEMO_CORPUS)"
+	bin/lethe --data-dir "$(DEMO_DIR)" corpus ingest --name kb --vocab 4096 --canaries 8 --canary-repeats 1,4,16,64 "$(DEMO_CORPUS)"
 	@echo "== lethe corpus verify"
 	bin/lethe --data-dir "$(DEMO_DIR)" corpus verify kb
 	bin/lethe --data-dir "$(DEMO_DIR)" corpus show kb
+	@echo "== lethe train: a tiny masked diffusion model, 8 passes over 200k tokens of the corpus (a few minutes on a CPU)"
+	bin/lethe --data-dir "$(DEMO_DIR)" --json train --corpus kb --preset tiny --context 128 --unique-tokens 200000 \
+		--epochs 8 --batch-size 16 > "$(DEMO_DIR)/train.json"
+	@run=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/train.json'))['run_id'])"); \
+	bin/lethe --data-dir "$(DEMO_DIR)" runs show $$run; \
+	echo "== lethe sample: continue a prompt, then fill a masked span"; \
+	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --prompt "Ticket: SUP-" --length 48 --block-length 8 \
+		--temperature 0.8 --seed 1 --num 2; \
+	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --infill "Subject: [MASK] request" --span 6 --temperature 0.8 --seed 1
 
 clean:
 	cargo clean

@@ -346,3 +346,87 @@ fn a_full_disk_while_checkpointing_is_a_clear_error_and_keeps_the_last_checkpoin
         &["sample", "--run", run_id, "--prompt", "Hi", "--length", "4"],
     ));
 }
+
+#[test]
+fn a_queued_run_is_trained_by_a_worker_and_a_dead_workers_job_is_resumed() {
+    let (_tmp, data) = fixture();
+    let straight = train_json(&data, &["--checkpoint-every", "10"]);
+
+    let mut args = vec!["--json", "train", "--queue", "--corpus", "kb"];
+    args.extend_from_slice(MICRO);
+    args.extend_from_slice(&["--checkpoint-every", "10"]);
+    let queued: serde_json::Value = serde_json::from_slice(&ok(lethe(&data, &args)).stdout).unwrap();
+    let job = queued["job_id"].as_str().unwrap().to_string();
+    fails_with(
+        &lethe(&data, &["train", "--queue", "--corpus", "nope"]),
+        "no corpus named",
+    );
+
+    // A worker takes the job and is killed once the run has two checkpoints.
+    let runs = data.join("runs");
+    let before: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["worker", "--once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the worker wrote no checkpoints");
+        let done = std::fs::read_dir(&runs)
+            .unwrap()
+            .flatten()
+            .filter(|e| !before.contains(&e.path()))
+            .any(|e| {
+                std::fs::read_dir(e.path())
+                    .map(|d| {
+                        d.flatten()
+                            .filter(|f| f.file_name().to_string_lossy().ends_with(".sealed"))
+                            .count()
+                            >= 2
+                    })
+                    .unwrap_or(false)
+            });
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "jobs", "show", &job])).stdout).unwrap();
+    assert_eq!(
+        shown["state"], "running",
+        "the dead worker still holds it until its lease lapses"
+    );
+
+    // Another worker, once the lease has lapsed, takes it over and finishes the same run.
+    std::thread::sleep(Duration::from_secs(11));
+    let r: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "worker", "--once", "--lease-s", "10"])).stdout)
+            .unwrap();
+    assert_eq!(r["succeeded"], serde_json::json!([job]));
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "jobs", "show", &job])).stdout).unwrap();
+    assert_eq!(shown["state"], "succeeded");
+    assert_eq!(shown["attempts"], 2);
+    assert_eq!(
+        shown["result"]["weights_sha256"], straight["weights_sha256"],
+        "resumed from the checkpoint, same weights"
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "runs", "list"])).stdout).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "the second worker continued the first worker's run"
+    );
+}

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod init;
 pub mod keys;
 pub mod train;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 

@@ -18,11 +18,15 @@ use crate::vault::stream::DataKey;
 /// Checkpoints kept per run (older ones are deleted as new ones land); the final one is always kept.
 const KEEP_CHECKPOINTS: usize = 3;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainRequest {
     pub corpus: String,
     pub spec: TrainSpec,
     /// Stop after this many steps (the run stays resumable).
     pub max_steps: Option<u64>,
+    /// Who started it: a user name, or `job:<id>` when a worker runs it from the queue.
+    #[serde(default)]
+    pub created_by: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,7 +140,7 @@ impl App {
             total_steps: cfg.total_steps as i64,
             summary: None,
             error: None,
-            created_by: None,
+            created_by: req.created_by.clone(),
             created_at: now,
             updated_at: now,
             finished_at: None,

@@ -66,6 +66,32 @@ pub enum Command {
     /// Model shapes.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Run queued jobs (training started with `lethe train --queue` or from the console).
+    Worker {
+        /// Exit once the queue is empty instead of waiting for more work.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between polls of an empty queue.
+        #[arg(long, default_value_t = 2)]
+        poll_s: u64,
+        /// Seconds without a heartbeat after which another worker's running job is handed back (at least 10).
+        #[arg(long, default_value_t = 60)]
+        lease_s: u64,
+    },
+    /// The job queue.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Jobs, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One job with its arguments, progress, result or error.
+    Show { id: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +147,9 @@ pub struct TrainArgs {
     /// Stop after this many steps in this invocation (the run stays resumable).
     #[arg(long)]
     max_steps: Option<u64>,
+    /// Queue the run for a `lethe worker` instead of training in the foreground.
+    #[arg(long, conflicts_with = "resume")]
+    queue: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -316,6 +345,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train(&cli, &globals, args).await,
         Command::Sample(args) => sample(&cli, &globals, args).await,
         Command::Runs(cmd) => runs(&cli, &globals, cmd).await,
+        Command::Worker {
+            once,
+            poll_s,
+            lease_s,
+        } => {
+            let app = App::open(&globals).await?;
+            let r = app
+                .work(
+                    *once,
+                    std::time::Duration::from_secs((*poll_s).max(1)),
+                    *lease_s as i64 * 1000,
+                )
+                .await?;
+            emit(cli.json, &r, || {
+                format!(
+                    "worker {}: {} job(s) succeeded, {} failed\n",
+                    r.worker,
+                    r.succeeded.len(),
+                    r.failed.len()
+                )
+            })
+        }
+        Command::Jobs(cmd) => {
+            let app = App::open(&globals).await?;
+            match cmd {
+                JobsCommand::List { limit } => {
+                    let jobs = app.store.jobs().list(*limit).await?;
+                    emit(cli.json, &jobs, || {
+                        let mut out = format!(
+                            "{:<38} {:<8} {:<10} {:>8}  {}\n",
+                            "JOB", "KIND", "STATE", "PROGRESS", "MESSAGE"
+                        );
+                        for j in &jobs {
+                            out.push_str(&format!(
+                                "{:<38} {:<8} {:<10} {:>7.0}%  {}\n",
+                                j.id,
+                                j.kind,
+                                j.state.as_str(),
+                                j.progress * 100.0,
+                                j.error.as_deref().or(j.message.as_deref()).unwrap_or("")
+                            ));
+                        }
+                        out
+                    })
+                }
+                JobsCommand::Show { id } => {
+                    let job = app.store.jobs().get(id).await?;
+                    emit(cli.json, &job, || {
+                        serde_json::to_string_pretty(&job).unwrap_or_default() + "\n"
+                    })
+                }
+            }
+        }
         Command::Model(ModelCommand::Presets { vocab }) => {
             let rows: Vec<serde_json::Value> = PRESETS
                 .iter()
@@ -333,16 +415,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "PRESET", "LAYERS", "WIDTH", "HEADS", "MLP", "CONTEXT", "PARAMS", "NON-EMBEDDING"
                 );
                 for r in &rows {
+                    let f = |v: &serde_json::Value| v.to_string();
                     out.push_str(&format!(
                         "{:<6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>14} {:>14}\n",
                         r["name"].as_str().unwrap_or(""),
-                        r["layers"],
-                        r["width"],
-                        r["heads"],
-                        r["mlp"],
-                        r["context"],
-                        r["parameters"]["total"],
-                        r["parameters"]["non_embedding"]
+                        f(&r["layers"]),
+                        f(&r["width"]),
+                        f(&r["heads"]),
+                        f(&r["mlp"]),
+                        f(&r["context"]),
+                        f(&r["parameters"]["total"]),
+                        f(&r["parameters"]["non_embedding"])
                     ));
                 }
                 out.push_str(&format!("(parameters counted for a vocabulary of {vocab})\n"));
@@ -671,16 +754,19 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
             unique_tokens: a.unique_tokens,
             ..Default::default()
         };
-        let corpus = a.corpus.clone().unwrap_or_default();
-        app.train(
-            app::train::TrainRequest {
-                corpus,
-                spec,
-                max_steps: a.max_steps,
-            },
-            &mut progress,
-        )
-        .await?
+        let req = app::train::TrainRequest {
+            corpus: a.corpus.clone().unwrap_or_default(),
+            spec,
+            max_steps: a.max_steps,
+            created_by: None,
+        };
+        if a.queue {
+            let id = app.enqueue_train(&req).await?;
+            return emit(cli.json, &serde_json::json!({ "job_id": id }), || {
+                format!("Queued training job {id}; a `lethe worker` will run it (`lethe jobs show {id}`)\n")
+            });
+        }
+        app.train(req, &mut progress).await?
     };
     emit(cli.json, &summary, || {
         format!(

@@ -151,6 +151,18 @@ impl<'a> Runs<'a> {
         row.as_ref().map(RunRow::from_row).transpose()
     }
 
+    /// The newest run started by `creator` (a user, or `job:<id>` for runs a worker started).
+    pub async fn by_creator(&self, creator: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE created_by = $1 ORDER BY created_at DESC LIMIT 1"
+        ))
+        .bind(creator)
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(StoreError::query("reading a run"))?;
+        row.as_ref().map(RunRow::from_row).transpose()
+    }
+
     pub async fn list(&self) -> Result<Vec<RunRow>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id"

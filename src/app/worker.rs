@@ -1,0 +1,140 @@
+//! The worker: claims queued jobs and runs them, heartbeating while they run, so the console (and
+//! `lethe train --queue`) can start work that any `lethe worker` process picks up. Today it runs `train`
+//! jobs; a job whose worker died is handed back by the lease and resumed from the run's last checkpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::train::TrainRequest;
+use super::App;
+use crate::store::{Job, NewJob};
+use crate::train::Event;
+
+/// Job kinds this worker can run.
+pub const KINDS: &[&str] = &["train"];
+/// How long a running job may go without a heartbeat before another worker may take it, by default.
+pub const LEASE_MS: i64 = 60_000;
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Serialize)]
+pub struct WorkerReport {
+    pub worker: String,
+    pub succeeded: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+impl App {
+    /// Queues a training run; a worker runs it.
+    pub async fn enqueue_train(&self, req: &TrainRequest) -> anyhow::Result<String> {
+        // Fail now, not in the worker, on what can be checked without training.
+        self.corpus_row(&req.corpus).await?;
+        let mut job = NewJob::new("train", serde_json::to_value(req)?);
+        job.created_by = req.created_by.clone();
+        Ok(self.store.jobs().enqueue(&job).await?)
+    }
+
+    /// Runs queued jobs until none is left (`once`) or forever, polling every `poll`. Running jobs whose
+    /// heartbeat is older than `lease_ms` are handed back first.
+    pub async fn work(&self, once: bool, poll: Duration, lease_ms: i64) -> anyhow::Result<WorkerReport> {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "host".into());
+        let worker = format!(
+            "{}-{}-{}",
+            host.trim(),
+            std::process::id(),
+            crate::vault::random_hex(3)?
+        );
+        let mut report = WorkerReport {
+            worker: worker.clone(),
+            succeeded: Vec::new(),
+            failed: Vec::new(),
+        };
+        loop {
+            for r in self
+                .store
+                .jobs()
+                .requeue_stale(lease_ms.max(HEARTBEAT.as_millis() as i64 * 2))
+                .await?
+            {
+                tracing::warn!(job = %r.id, previous = %r.previous_owner, now = ?r.now, "handed back a job whose worker went silent");
+            }
+            let Some(job) = self.store.jobs().claim(&worker, KINDS).await? else {
+                if once {
+                    return Ok(report);
+                }
+                tokio::time::sleep(poll).await;
+                continue;
+            };
+            eprintln!(
+                "worker {worker}: running {} job {} (attempt {})",
+                job.kind, job.id, job.attempts
+            );
+            match self.run_job(&worker, &job).await {
+                Ok(result) => {
+                    self.store.jobs().succeed(&job.id, &worker, &result).await?;
+                    report.succeeded.push(job.id.clone());
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    eprintln!("worker {worker}: job {} failed: {msg}", job.id);
+                    self.store.jobs().fail(&job.id, &worker, &msg).await?;
+                    report.failed.push((job.id.clone(), msg));
+                }
+            }
+        }
+    }
+
+    async fn run_job(&self, worker: &str, job: &Job) -> anyhow::Result<serde_json::Value> {
+        match job.kind.as_str() {
+            "train" => {
+                let mut req: TrainRequest = serde_json::from_value(job.args.clone())
+                    .map_err(|e| anyhow::anyhow!("job {} has invalid arguments: {e}", job.id))?;
+                let creator = format!("job:{}", job.id);
+                req.created_by = Some(creator.clone());
+                let step = Arc::new(AtomicU64::new(0));
+                let total = Arc::new(AtomicU64::new(1));
+                let beat = {
+                    let (store, id, worker) = (self.store.clone(), job.id.clone(), worker.to_string());
+                    let (step, total) = (step.clone(), total.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(HEARTBEAT).await;
+                            let (s, t) = (step.load(Ordering::Relaxed), total.load(Ordering::Relaxed).max(1));
+                            let msg = format!("step {s}/{t}");
+                            if let Err(e) = store
+                                .jobs()
+                                .heartbeat(&id, &worker, s as f64 / t as f64, Some(&msg))
+                                .await
+                            {
+                                tracing::error!(job = %id, "heartbeat failed: {e}");
+                            }
+                        }
+                    })
+                };
+                let mut progress = |ev: &Event| match ev {
+                    Event::Started {
+                        step: s, total_steps, ..
+                    } => {
+                        step.store(*s, Ordering::Relaxed);
+                        total.store(*total_steps, Ordering::Relaxed);
+                    }
+                    Event::Step { step: s, .. } => step.store(*s, Ordering::Relaxed),
+                    _ => {}
+                };
+                // A job handed back after its worker died continues the run that worker started.
+                let previous = self.store.runs().by_creator(&creator).await?;
+                let result = match previous {
+                    Some(run) if run.state != "succeeded" => {
+                        self.resume(&run.id, req.max_steps, &mut progress).await
+                    }
+                    _ => self.train(req, &mut progress).await,
+                };
+                beat.abort();
+                Ok(serde_json::to_value(result?)?)
+            }
+            other => anyhow::bail!("this worker cannot run {other} jobs"),
+        }
+    }
+}
