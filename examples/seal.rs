@@ -20,7 +20,13 @@ fn main() -> anyhow::Result<()> {
     let rng = SystemRandom::new();
     let key = DataKey::generate(&rng)?;
     let out = BufWriter::with_capacity(1 << 20, OpenOptions::new().write(true).open("/dev/stdout")?);
-    let mut writer = SealWriter::new(out, &key, "dk-bench", &StreamContext::new("c-bench", "shard-000000"), &rng)?;
+    let mut writer = SealWriter::new(
+        out,
+        &key,
+        "dk-bench",
+        &StreamContext::new("c-bench", "shard-000000"),
+        &rng,
+    )?;
     let mut input = File::open("/dev/stdin")?;
     let started = std::time::Instant::now();
     let mut total = 0u64;
@@ -35,6 +41,9 @@ fn main() -> anyhow::Result<()> {
     }
     // Flushed but not fsynced: the peers (`zstd`, `age`) do not fsync either.
     writer.finish()?.flush()?;
-    eprintln!("{{\"bytes\":{total},\"seconds\":{}}}", started.elapsed().as_secs_f64());
+    eprintln!(
+        "{{\"bytes\":{total},\"seconds\":{}}}",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

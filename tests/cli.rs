@@ -1,19 +1,11 @@
 //! The `lethe` binary as a user runs it: exit codes, one-line errors, files left behind.
 
+mod common;
+
+use common::{fails_with, lethe};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn lethe(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("LETHE_DATABASE_URL")
-        .env_remove("LETHE_MASTER_KEY")
-        .output()
-        .expect("run lethe")
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -38,19 +30,6 @@ fn snapshot(dir: &Path) -> Vec<(String, u64, i64, i64)> {
     out
 }
 
-fn assert_one_line_error(o: &Output, needle: &str) {
-    assert!(!o.status.success(), "expected failure, got success");
-    let err = stderr(o);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line on stderr, got: {err}"
-    );
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "stderr {err:?} should mention {needle:?}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
 #[test]
 fn init_twice_refuses_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,7 +50,7 @@ fn init_twice_refuses_and_changes_nothing() {
 
     let before = snapshot(&dir);
     let second = lethe(&dir, &["init"]);
-    assert_one_line_error(&second, "already initialised");
+    fails_with(&second, "already initialised");
     assert_eq!(snapshot(&dir), before, "second init must not touch any file");
 }
 
@@ -109,7 +88,7 @@ fn doctor_reports_libtorch_database_and_key() {
 #[test]
 fn doctor_on_missing_data_dir_is_one_clear_line() {
     let o = lethe(Path::new("/nonexistent/x"), &["doctor"]);
-    assert_one_line_error(&o, "/nonexistent/x");
+    fails_with(&o, "/nonexistent/x");
     assert!(o.stdout.is_empty());
 }
 
@@ -119,19 +98,19 @@ fn bad_database_urls_are_one_clear_line() {
     let dir = tmp.path().join("d");
     assert!(lethe(&dir, &["init"]).status.success());
     let o = lethe(&dir, &["--database-url", "mysql://x@y/z", "doctor"]);
-    assert_one_line_error(&o, "unsupported database URL");
+    fails_with(&o, "unsupported database URL");
     let o = lethe(
         &dir,
         &["doctor", "--database-url", "postgres://nobody@127.0.0.1:1/x"],
     );
-    assert_one_line_error(&o, "127.0.0.1:1");
+    fails_with(&o, "127.0.0.1:1");
     // Init with an unusable database leaves nothing behind.
     let fresh = tmp.path().join("fresh");
     let o = lethe(
         &fresh,
         &["init", "--database-url", "postgres://nobody@127.0.0.1:1/x"],
     );
-    assert_one_line_error(&o, "cannot prepare the database");
+    fails_with(&o, "cannot prepare the database");
     assert!(!fresh.exists(), "failed init must remove what it created");
 }
 
@@ -143,14 +122,14 @@ fn unreadable_or_exposed_key_file_is_one_clear_line() {
     let key = dir.join("keys/master.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = lethe(&dir, &["doctor"]);
-    assert_one_line_error(&o, "chmod 600");
+    fails_with(&o, "chmod 600");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(&key, b"not a key ring").unwrap();
     let o = lethe(&dir, &["doctor"]);
-    assert_one_line_error(&o, "malformed");
+    fails_with(&o, "malformed");
     std::fs::remove_file(&key).unwrap();
     let o = lethe(&dir, &["doctor"]);
-    assert_one_line_error(&o, "missing");
+    fails_with(&o, "missing");
 }
 
 #[test]
@@ -158,7 +137,7 @@ fn init_refuses_a_non_empty_foreign_directory() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("notes.txt"), b"mine").unwrap();
     let o = lethe(tmp.path(), &["init"]);
-    assert_one_line_error(&o, "not empty");
+    fails_with(&o, "not empty");
     assert_eq!(std::fs::read(tmp.path().join("notes.txt")).unwrap(), b"mine");
 }
 
@@ -189,7 +168,7 @@ fn init_on_postgres_then_doctor_uses_it() {
     // A second installation pointed at the same database is refused.
     let other = tmp.path().join("other");
     let o = lethe(&other, &["init", "--database-url", &url]);
-    assert_one_line_error(&o, "another Lethe installation");
+    fails_with(&o, "another Lethe installation");
     assert!(!other.exists());
     psql(format!("DROP DATABASE {name} WITH (FORCE)"));
 }

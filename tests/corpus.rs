@@ -1,43 +1,16 @@
 //! The corpus vault as users drive it: ingest from the CLI, read back through the library, and every
 //! fault the issue lists, each detected with a clear error.
 
+mod common;
+
+use common::{fails_with, lethe, ok};
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use lethe::app::{App, Globals};
 use lethe::corpus::Split;
-
-fn lethe(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("LETHE_DATABASE_URL")
-        .env_remove("LETHE_MASTER_KEY")
-        .output()
-        .expect("run lethe")
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "command failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn fails_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success(),
-        "expected failure; stdout {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "stderr {err:?} should mention {needle:?}");
-}
 
 struct Fixture {
     _tmp: tempfile::TempDir,

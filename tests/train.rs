@@ -2,41 +2,13 @@
 //! of a run that never stopped; bad arguments are refused before a run is recorded; a full disk while
 //! checkpointing is a clear error that keeps the last good checkpoint.
 
+mod common;
+
+use common::{fails_last_line_with as fails_with, lethe, ok};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn lethe(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("LETHE_DATABASE_URL")
-        .env_remove("LETHE_MASTER_KEY")
-        .output()
-        .expect("run lethe")
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "command failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn fails_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success(),
-        "expected failure; stdout {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let last = err.trim_end().lines().last().unwrap_or("");
-    assert!(last.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "stderr {err:?} should mention {needle:?}");
-}
 
 /// A data directory with a small ingested corpus named `kb`.
 fn fixture() -> (tempfile::TempDir, PathBuf) {

@@ -74,20 +74,7 @@ impl<'a> Corpora<'a> {
             .begin()
             .await
             .map_err(StoreError::query("starting a transaction"))?;
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO data_keys (id, purpose, master_key_id, master_version, wrapped, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&key.id)
-        .bind(&key.purpose)
-        .bind(&key.master_key_id)
-        .bind(i64::from(key.master_version))
-        .bind(&key.wrapped)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query("storing a data key"))?;
+        insert_data_key(&mut tx, key).await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO corpora ({CORPUS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
@@ -204,6 +191,28 @@ impl<'a> Corpora<'a> {
         .map_err(StoreError::query("re-wrapping a data key"))?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Stores a new wrapped data key inside the caller's transaction (a corpus or a run is registered together
+/// with its key, or not at all).
+pub(super) async fn insert_data_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &DataKeyRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO data_keys (id, purpose, master_key_id, master_version, wrapped, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key.id)
+    .bind(&key.purpose)
+    .bind(&key.master_key_id)
+    .bind(i64::from(key.master_version))
+    .bind(&key.wrapped)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::query("storing a data key"))?;
+    Ok(())
 }
 
 fn data_key_from_row(row: &AnyRow) -> Result<DataKeyRow, StoreError> {

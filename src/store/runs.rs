@@ -104,19 +104,7 @@ impl<'a> Runs<'a> {
             .begin()
             .await
             .map_err(StoreError::query("starting a transaction"))?;
-        sqlx::query(
-            "INSERT INTO data_keys (id, purpose, master_key_id, master_version, wrapped, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&key.id)
-        .bind(&key.purpose)
-        .bind(&key.master_key_id)
-        .bind(i64::from(key.master_version))
-        .bind(&key.wrapped)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query("storing a run's data key"))?;
+        super::corpora::insert_data_key(&mut tx, key).await?;
         sqlx::query(&format!(
             "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))

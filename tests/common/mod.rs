@@ -86,3 +86,55 @@ macro_rules! on_both_engines {
         }
     };
 }
+
+/// Runs the `lethe` binary on `data_dir` with no database or key override from the environment.
+pub fn lethe(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("LETHE_DATABASE_URL")
+        .env_remove("LETHE_MASTER_KEY")
+        .output()
+        .expect("run lethe")
+}
+
+/// The output of a command that must succeed.
+pub fn ok(o: std::process::Output) -> std::process::Output {
+    assert!(
+        o.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// A failure reported as exactly one `error: …` line on stderr that mentions `needle`.
+pub fn fails_with(o: &std::process::Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "expected failure; stdout {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "stderr {err:?} should mention {needle:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A failure whose last stderr line is `error: …` (progress lines may come before it) mentioning `needle`.
+pub fn fails_last_line_with(o: &std::process::Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "expected failure; stdout {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let last = err.trim_end().lines().last().unwrap_or("");
+    assert!(last.starts_with("error: "), "{err}");
+    assert!(
+        last.contains(needle),
+        "last stderr line {last:?} should mention {needle:?}"
+    );
+}
