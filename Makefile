@@ -42,8 +42,12 @@ lint: setup
 	cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
 
+# Unit tests run one at a time: several model tests seed and draw from libtorch's process-wide random
+# generator, and a test running beside them would consume draws between a seed and its use. Integration
+# tests run each `lethe` in its own process and stay parallel.
 test: build lint
-	cargo test --release --locked
+	cargo test --release --locked --lib -- --test-threads=1
+	cargo test --release --locked --test '*'
 
 DEMO_CORPUS := $(DEMO_DIR)-corpus
 

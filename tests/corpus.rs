@@ -546,3 +546,22 @@ fn a_killed_ingest_leaves_no_plaintext_and_the_next_one_works() {
     }
     assert_no_plaintext(&f.data, &f.input);
 }
+
+#[test]
+fn rm_destroys_the_key_and_the_files() {
+    let f = fixture(20);
+    let r = ingest(&f, "kb", &[]);
+    let dir = corpus_dir(&f, &r);
+    assert!(dir.exists());
+    let o = ok(lethe(&f.data, &["--json", "corpus", "rm", "kb"]));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["data_key_destroyed"], r["data_key_id"]);
+    assert!(!dir.exists());
+    fails_with(
+        &lethe(&f.data, &["corpus", "show", "kb"]),
+        "no corpus named \"kb\"",
+    );
+    fails_with(&lethe(&f.data, &["corpus", "rm", "kb"]), "no corpus named \"kb\"");
+    // The name is free again.
+    ingest(&f, "kb", &[]);
+}

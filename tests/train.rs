@@ -261,6 +261,9 @@ fn bad_arguments_are_refused_before_a_run_is_recorded() {
         "no training run \"run-missing\"",
     );
     fails_with(&lethe(&data, &["runs", "show", "run-missing"]), "no training run");
+    // A corpus with runs is kept: their checkpoints and audits refer to it.
+    train_json(&data, &["--max-steps", "2"]);
+    fails_with(&lethe(&data, &["corpus", "rm", "kb"]), "training run");
     fails_with(
         &lethe(&data, &["sample", "--run", "run-missing", "--prompt", "x"]),
         "no training run",

@@ -159,6 +159,12 @@ impl App {
     /// Deletes the corpus's row and data key first (which makes its files unreadable), then its files.
     pub async fn corpus_rm(&self, name: &str) -> anyhow::Result<CorpusRow> {
         let row = self.corpus_row(name).await?;
+        let runs = self.store.runs().count_for_corpus(&row.id).await?;
+        if runs > 0 {
+            anyhow::bail!(
+                "corpus {name:?} has {runs} training run(s); their checkpoints and audits refer to it, so it is kept"
+            );
+        }
         self.store.corpora().remove(&row).await?;
         let dir = self.config.data_dir.join(&row.directory);
         std::fs::remove_dir_all(&dir)

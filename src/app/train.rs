@@ -266,6 +266,7 @@ impl App {
         let log_every = (cfg.total_steps / 500).max(1);
         let mut pending: Vec<MetricRow> = Vec::new();
         let mut parameters = 0;
+        let mut last_step = row.step;
         let mut record_error: Option<anyhow::Error> = None;
         while let Some(ev) = rx.recv().await {
             progress(&ev);
@@ -281,6 +282,7 @@ impl App {
                         tokens_per_s,
                         ..
                     } => {
+                        last_step = *step as i64;
                         if step % log_every == 0 || *step == cfg.total_steps {
                             pending.push(MetricRow {
                                 kind: "step".into(),
@@ -364,7 +366,7 @@ impl App {
                 let msg = e.to_string();
                 self.store
                     .runs()
-                    .update(&row.id, "failed", row.step, None, Some(&msg))
+                    .update(&row.id, "failed", last_step, None, Some(&msg))
                     .await?;
                 return Err(anyhow::Error::new(e).context(format!("run {} failed", row.id)));
             }

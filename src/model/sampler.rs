@@ -522,6 +522,8 @@ mod tests {
         }
     }
 
+    /// Seeds libtorch's process-wide generator: `make test` runs unit tests one at a time so that no other
+    /// test draws from it between the seed and the sampling.
     #[test]
     fn seeded_sampling_repeats_and_other_modes_run() {
         let m = model(false);
