@@ -3,6 +3,7 @@
 //! module map; an arrow may only point down this list.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod corpus;
 pub mod model;
