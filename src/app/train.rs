@@ -91,10 +91,8 @@ impl App {
         let name = self
             .store
             .corpora()
-            .list()
+            .by_id(&run.corpus_id)
             .await?
-            .into_iter()
-            .find(|c| c.id == run.corpus_id)
             .map(|c| c.name)
             .ok_or_else(|| anyhow::anyhow!("the corpus of run {} has been removed", run.id))?;
         let (_, sealed) = self.open_corpus(&name).await?;
@@ -433,10 +431,8 @@ impl App {
         let corpus = self
             .store
             .corpora()
-            .list()
+            .by_id(&run.corpus_id)
             .await?
-            .into_iter()
-            .find(|c| c.id == run.corpus_id)
             .map(|c| c.name)
             .unwrap_or_else(|| "(removed)".into());
         let metrics = self.store.runs().metrics(&run.id).await?;

@@ -116,6 +116,15 @@ impl<'a> Corpora<'a> {
         row.as_ref().map(CorpusRow::from_row).transpose()
     }
 
+    pub async fn by_id(&self, id: &str) -> Result<Option<CorpusRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {CORPUS_COLUMNS} FROM corpora WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.store.pool())
+            .await
+            .map_err(StoreError::query("looking up a corpus"))?;
+        row.as_ref().map(CorpusRow::from_row).transpose()
+    }
+
     pub async fn list(&self) -> Result<Vec<CorpusRow>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {CORPUS_COLUMNS} FROM corpora ORDER BY name"))
             .fetch_all(self.store.pool())
