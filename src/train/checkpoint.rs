@@ -13,13 +13,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ring::digest::{Context, SHA256};
-use ring::rand::SystemRandom;
 use safetensors::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::TrainError;
-use crate::vault::stream::{DataKey, OpenReader, SealWriter, StreamContext};
+use crate::corpus::sealed::SealedFileWriter;
+use crate::vault::stream::{DataKey, OpenReader, StreamContext};
 
 /// Where the trainer is: everything beyond weights and moments needed to continue bit-exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,40 +189,28 @@ pub fn write_sealed(
 ) -> Result<Written, TrainError> {
     let file = file_name(step);
     let path = dir.join(&file);
-    let tmp = dir.join(format!(".{file}.tmp"));
+    let tmp_name = format!(".{file}.tmp");
+    let tmp = dir.join(&tmp_name);
+    let io = |e: std::io::Error| TrainError::CheckpointWrite {
+        path: path.display().to_string(),
+        source: e,
+    };
+    // A temporary file left by a crash at this very step is stale: the sealed writer never replaces files.
+    let _ = std::fs::remove_file(&tmp);
+    // The same sealed-file writer as corpus shards: it hashes the sealed bytes as they go out and fsyncs.
     let result = (|| -> Result<Written, TrainError> {
-        let io = |e: std::io::Error| TrainError::CheckpointWrite {
-            path: path.display().to_string(),
-            source: e,
-        };
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io)?;
-        let mut w = SealWriter::new(
-            std::io::BufWriter::with_capacity(1 << 20, f),
-            key,
-            key_id,
-            &StreamContext::new(run_id, role(step)),
-            &SystemRandom::new(),
-        )
-        .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        let corpus_err = |e: crate::corpus::CorpusError| io(std::io::Error::other(e.to_string()));
+        let mut w =
+            SealedFileWriter::create(dir, &tmp_name, &role(step), run_id, key, key_id).map_err(corpus_err)?;
         w.write_all(bytes).map_err(io)?;
-        let buf = w.finish().map_err(|e| io(std::io::Error::other(e.to_string())))?;
-        let f = buf.into_inner().map_err(|e| io(e.into_error()))?;
-        f.sync_all().map_err(io)?;
-        drop(f);
+        let meta = w.finish().map_err(corpus_err)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        let (sha256, size) =
-            crate::corpus::sealed::sha256_file(&path).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         Ok(Written {
             file: file.clone(),
             path: path.clone(),
-            sha256,
-            bytes: size,
+            sha256: meta.sha256,
+            bytes: meta.bytes,
         })
     })();
     if result.is_err() {
