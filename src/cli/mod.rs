@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::app::{self, App, Globals};
 use crate::corpus::reader::{InputFormat, ReadOptions};
 use crate::corpus::IngestOptions;
-use crate::model::{ModelConfig, ModelOverrides, Remasking, SampleOptions, PRESETS};
+use crate::model::{ModelOverrides, Remasking, SampleOptions};
 use crate::train::schedule::ScheduleKind;
 use crate::train::{Event, Objective, TrainSpec};
 
@@ -399,16 +399,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Model(ModelCommand::Presets { vocab }) => {
-            let rows: Vec<serde_json::Value> = PRESETS
-                .iter()
-                .map(|name| -> anyhow::Result<serde_json::Value> {
-                    let c = ModelConfig::preset(name, *vocab)?;
-                    Ok(serde_json::json!({
-                        "name": name, "layers": c.layers, "width": c.width, "heads": c.heads, "mlp": c.mlp,
-                        "context": c.context, "vocab": c.vocab, "parameters": c.param_count(),
-                    }))
+            let rows: Vec<serde_json::Value> = crate::model::config::presets(*vocab)?
+                .into_iter()
+                .map(|p| {
+                    let c = &p.config;
+                    serde_json::json!({
+                        "name": p.name, "layers": c.layers, "width": c.width, "heads": c.heads, "mlp": c.mlp,
+                        "context": c.context, "vocab": c.vocab, "parameters": p.params,
+                    })
                 })
-                .collect::<anyhow::Result<_>>()?;
+                .collect();
             emit(cli.json, &rows, || {
                 let mut out = format!(
                     "{:<6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>14} {:>14}\n",
