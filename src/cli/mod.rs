@@ -911,10 +911,19 @@ async fn runs(cli: &Cli, globals: &Globals, cmd: &RunsCommand) -> anyhow::Result
 
 /// Prints `value` as JSON or `text()` as text.
 fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+    use std::io::Write;
+    let out = if json {
+        serde_json::to_string_pretty(value)? + "\n"
     } else {
-        print!("{}", text());
+        text()
+    };
+    // `println!` panics when stdout is closed early (`lethe … | head`); a reader that stopped reading is
+    // not an error worth more than a quiet exit.
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
