@@ -11,10 +11,12 @@
 //! | `canaries.sealed` | `canaries` | the planted canaries as JSON |
 //! | `shard-NNNNNN.sealed` | `shard-NNNNNN` | document records (see `shard`) |
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
@@ -37,6 +39,22 @@ pub fn shard_role(i: u32) -> String {
 
 pub fn shard_file(i: u32) -> String {
     format!("{}.sealed", shard_role(i))
+}
+
+/// A reader that hashes what passes through it, so `verify` authenticates and hashes a file in one pass.
+struct HashingReader<R: Read> {
+    inner: R,
+    state: Rc<RefCell<(Context, u64)>>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut state = self.state.borrow_mut();
+        state.0.update(&buf[..n]);
+        state.1 += n as u64;
+        Ok(n)
+    }
 }
 
 /// A writer that hashes what passes through it, so a sealed file's SHA-256 comes for free.
@@ -332,7 +350,13 @@ impl SealedCorpus {
     /// problem found is the error, naming the file and, for a damaged segment, its number.
     pub fn verify(&self) -> Result<VerifyReport, CorpusError> {
         // The manifest was authenticated when the corpus was opened.
-        let (_, manifest_bytes) = sha256_file(&self.dir.join(MANIFEST_FILE))?;
+        let manifest_path = self.dir.join(MANIFEST_FILE);
+        let manifest_bytes = std::fs::metadata(&manifest_path)
+            .map_err(|e| CorpusError::Damaged {
+                file: manifest_path.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .len();
         let mut report = VerifyReport {
             files: 1,
             sealed_bytes: manifest_bytes,
@@ -340,7 +364,26 @@ impl SealedCorpus {
         };
         for meta in &self.manifest.files {
             let path = self.dir.join(&meta.file);
-            let mut r = open_sealed(&path, self.id(), &meta.role, &self.key)?;
+            // One pass over the file: the bytes are hashed as the stream reader takes them in. The reader
+            // reads to the end of the file (it must, to refuse trailing data), so the hash covers it all.
+            let f = File::open(&path).map_err(|e| CorpusError::Damaged {
+                file: path.display().to_string(),
+                reason: format!("cannot open: {e}"),
+            })?;
+            let hashed = Rc::new(RefCell::new((Context::new(&SHA256), 0u64)));
+            let source = HashingReader {
+                inner: f,
+                state: hashed.clone(),
+            };
+            let mut r = OpenReader::new(
+                BufReader::with_capacity(1 << 20, source),
+                &self.key,
+                &StreamContext::new(self.id(), meta.role.as_str()),
+            )
+            .map_err(|source| CorpusError::Sealed {
+                file: path.display().to_string(),
+                source,
+            })?;
             let mut buf = vec![0u8; 1 << 20];
             let mut plain = 0u64;
             loop {
@@ -350,7 +393,15 @@ impl SealedCorpus {
                 }
                 plain += n as u64;
             }
-            let (sha, bytes) = sha256_file(&path)?;
+            drop(r);
+            let (ctx, bytes) =
+                Rc::try_unwrap(hashed)
+                    .map(RefCell::into_inner)
+                    .map_err(|_| CorpusError::Damaged {
+                        file: path.display().to_string(),
+                        reason: "internal: the hashing reader outlived its stream".into(),
+                    })?;
+            let sha = hex::encode(ctx.finish().as_ref());
             if sha != meta.sha256 || bytes != meta.bytes {
                 return Err(CorpusError::Damaged {
                     file: path.display().to_string(),
@@ -409,26 +460,6 @@ pub struct VerifyReport {
     pub documents: u64,
     pub sealed_bytes: u64,
     pub plaintext_bytes: u64,
-}
-
-pub fn sha256_file(path: &Path) -> Result<(String, u64), CorpusError> {
-    let damaged = |e: std::io::Error| CorpusError::Damaged {
-        file: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let mut f = File::open(path).map_err(damaged)?;
-    let mut ctx = Context::new(&SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(damaged)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((hex::encode(ctx.finish().as_ref()), total))
 }
 
 /// Iterator over documents, decrypting shards ahead on background threads.
