@@ -13,58 +13,11 @@ use std::time::{Duration, Instant};
 /// A data directory with a small ingested corpus named `kb`.
 fn fixture() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let input = tmp.path().join("in");
-    ok(lethe(&data, &["init"]));
-    ok(lethe(
-        &data,
-        &[
-            "corpus",
-            "synth",
-            "--out",
-            input.to_str().unwrap(),
-            "--docs",
-            "60",
-            "--seed",
-            "5",
-        ],
-    ));
-    ok(lethe(
-        &data,
-        &[
-            "corpus",
-            "ingest",
-            "--name",
-            "kb",
-            "--vocab",
-            "512",
-            "--holdout",
-            "0.1",
-            input.to_str().unwrap(),
-        ],
-    ));
+    let (data, _) = common::ingested(tmp.path(), 60, 5, &["--vocab", "512", "--holdout", "0.1"]);
     (tmp, data)
 }
 
-/// A model small enough to train in seconds on a CPU.
-const MICRO: &[&str] = &[
-    "--preset",
-    "tiny",
-    "--layers",
-    "2",
-    "--width",
-    "64",
-    "--heads",
-    "2",
-    "--mlp",
-    "128",
-    "--context",
-    "64",
-    "--batch-size",
-    "4",
-    "--seed",
-    "11",
-];
+use common::MICRO;
 
 fn train_json(data: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["--json", "train", "--corpus", "kb"];

@@ -1,6 +1,7 @@
 //! The appliance as one value, and the use cases both faces (CLI and server) call. Rules live below
 //! this module; here they are put together: which config, which database, which keys.
 
+pub mod audit;
 pub mod config;
 pub mod corpus;
 pub mod doctor;

@@ -80,14 +80,14 @@ impl App {
             .ok_or_else(|| anyhow::anyhow!("no training run {id:?} (see `lethe runs list`)"))
     }
 
-    async fn run_key(&self, run: &RunRow) -> anyhow::Result<DataKey> {
+    pub(crate) async fn run_key(&self, run: &RunRow) -> anyhow::Result<DataKey> {
         let row = self.store.corpora().data_key(&run.data_key_id).await?;
         unwrap_data_key(&self.keys, &row)
             .with_context(|| format!("cannot unlock run {} (data key {})", run.id, row.id))
     }
 
     /// The corpus a run trained on, opened.
-    async fn run_corpus(&self, run: &RunRow) -> anyhow::Result<(String, SealedCorpus)> {
+    pub(crate) async fn run_corpus(&self, run: &RunRow) -> anyhow::Result<(String, SealedCorpus)> {
         let name = self
             .store
             .corpora()

@@ -1,6 +1,8 @@
 //! The worker: claims queued jobs and runs them, heartbeating while they run, so the console (and
-//! `lethe train --queue`) can start work that any `lethe worker` process picks up. Today it runs `train`
-//! jobs; a job whose worker died is handed back by the lease and resumed from the run's last checkpoint.
+//! `lethe train --queue`, `lethe audit --queue`) can start work that any `lethe worker` process picks up:
+//! `train` and `audit` jobs. A training job whose worker died is handed back by the lease and resumed from
+//! the run's last checkpoint; an audit job handed back starts its audit again (an audit is minutes, and
+//! its partial state is not worth sealing).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use crate::store::{Job, NewJob};
 use crate::train::Event;
 
 /// Job kinds this worker can run.
-pub const KINDS: &[&str] = &["train"];
+pub const KINDS: &[&str] = &["train", "audit"];
 /// How long a running job may go without a heartbeat before another worker may take it, by default.
 pub const LEASE_MS: i64 = 60_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -133,6 +135,35 @@ impl App {
                 };
                 beat.abort();
                 Ok(serde_json::to_value(result?)?)
+            }
+            "audit" => {
+                let mut req: super::audit::AuditRequest = serde_json::from_value(job.args.clone())
+                    .map_err(|e| anyhow::anyhow!("job {} has invalid arguments: {e}", job.id))?;
+                req.created_by = req.created_by.or_else(|| Some(format!("job:{}", job.id)));
+                let done = Arc::new(AtomicU64::new(0));
+                let beat = {
+                    let (store, id, worker) = (self.store.clone(), job.id.clone(), worker.to_string());
+                    let done = done.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(HEARTBEAT).await;
+                            // Six stages, each reporting its own fraction: stage index + fraction, in ‰.
+                            let d = done.load(Ordering::Relaxed) as f64 / 6000.0;
+                            if let Err(e) = store.jobs().heartbeat(&id, &worker, d, None).await {
+                                tracing::error!(job = %id, "heartbeat failed: {e}");
+                            }
+                        }
+                    })
+                };
+                let mut progress = |s: crate::audit::Stage, d: usize, t: usize| {
+                    let stage = s as u64;
+                    let frac = if t == 0 { 1.0 } else { d as f64 / t as f64 };
+                    done.store(stage * 1000 + (frac * 1000.0) as u64, Ordering::Relaxed);
+                };
+                let result = self.audit(req, &mut progress).await;
+                beat.abort();
+                let r = result?;
+                Ok(serde_json::json!({ "audit": r.audit, "run": r.run }))
             }
             other => anyhow::bail!("this worker cannot run {other} jobs"),
         }

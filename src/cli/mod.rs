@@ -66,6 +66,8 @@ pub enum Command {
     /// Model shapes.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Audit a run for memorization (`lethe audit --run RUN`), or show, list and scan.
+    Audit(AuditArgs),
     /// Run queued jobs (training started with `lethe train --queue` or from the console).
     Worker {
         /// Exit once the queue is empty instead of waiting for more work.
@@ -81,6 +83,64 @@ pub enum Command {
     /// The job queue.
     #[command(subcommand)]
     Jobs(JobsCommand),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    command: Option<AuditCommand>,
+    /// Run whose latest checkpoint is audited.
+    #[arg(long)]
+    run: Option<String>,
+    /// A smaller audit (fewer samples everywhere) for smoke checks.
+    #[arg(long)]
+    quick: bool,
+    /// Audit parameters as JSON (every field of the report's `params`; missing fields take defaults).
+    #[arg(long, value_name = "FILE")]
+    params: Option<PathBuf>,
+    /// Extra secret rule pack (TOML, see docs/secret-rules.md); repeatable. The built-in pack always applies.
+    #[arg(long = "rules", value_name = "FILE")]
+    rules: Vec<PathBuf>,
+    /// Deny-list of literal strings (names, code names), one per line.
+    #[arg(long, value_name = "FILE")]
+    deny_list: Option<PathBuf>,
+    /// Queue the audit for a `lethe worker` instead of running it here.
+    #[arg(long)]
+    queue: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// One audit: its report (and with --evidence the reviewer's evidence, secrets masked).
+    Show {
+        audit: String,
+        #[arg(long)]
+        evidence: bool,
+    },
+    /// Audits, oldest first.
+    List {
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// Find verbatim corpus spans in generations from any model (no trained run needed).
+    Regurgitation {
+        /// Corpus to search.
+        #[arg(long)]
+        corpus: String,
+        /// JSONL file, one generation per line.
+        #[arg(long, value_name = "FILE.jsonl")]
+        generations: PathBuf,
+        /// Field of each JSON object holding the text.
+        #[arg(long, default_value = "text")]
+        field: String,
+        /// Shortest span reported, in corpus tokens (default 50).
+        #[arg(long, conflicts_with = "min_chars")]
+        min_tokens: Option<usize>,
+        /// Shortest span reported, in characters (matching the decoded corpus text).
+        #[arg(long)]
+        min_chars: Option<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,6 +404,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(&cli, &globals, cmd).await,
         Command::Train(args) => train(&cli, &globals, args).await,
         Command::Sample(args) => sample(&cli, &globals, args).await,
+        Command::Audit(args) => audit(&cli, &globals, args).await,
         Command::Runs(cmd) => runs(&cli, &globals, cmd).await,
         Command::Worker {
             once,
@@ -787,6 +848,176 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
             }
         )
     })
+}
+
+async fn audit(cli: &Cli, globals: &Globals, a: &AuditArgs) -> anyhow::Result<()> {
+    match &a.command {
+        Some(AuditCommand::Show { audit, evidence }) => {
+            let app = App::open(globals).await?;
+            let d = app.audit_details(audit, *evidence).await?;
+            emit(cli.json, &d, || {
+                let mut out = format!(
+                    "audit {} of run {} (checkpoint step {}, {}{})\n",
+                    d.row.id,
+                    d.row.run_id,
+                    d.row.checkpoint_step,
+                    d.row.state,
+                    if d.row.quick { ", quick" } else { "" }
+                );
+                if let Some(e) = &d.row.error {
+                    out.push_str(&format!("error: {e}\n"));
+                }
+                if let Some(r) = d
+                    .row
+                    .report
+                    .clone()
+                    .and_then(|r| serde_json::from_value::<crate::audit::AuditReport>(r).ok())
+                {
+                    out.push_str(&r.summary());
+                }
+                if let Some(ev) = &d.evidence {
+                    out.push_str(&serde_json::to_string_pretty(ev).unwrap_or_default());
+                    out.push('\n');
+                }
+                out
+            })
+        }
+        Some(AuditCommand::List { run }) => {
+            let app = App::open(globals).await?;
+            let rows = app.audit_list(run.as_deref()).await?;
+            emit(cli.json, &rows, || {
+                let mut out = format!(
+                    "{:<18} {:<18} {:>8} {:<10} {}\n",
+                    "AUDIT", "RUN", "STEP", "STATE", "KIND"
+                );
+                for r in &rows {
+                    out.push_str(&format!(
+                        "{:<18} {:<18} {:>8} {:<10} {}\n",
+                        r.id,
+                        r.run_id,
+                        r.checkpoint_step,
+                        r.state,
+                        if r.quick { "quick" } else { "full" }
+                    ));
+                }
+                out
+            })
+        }
+        Some(AuditCommand::Regurgitation {
+            corpus,
+            generations,
+            field,
+            min_tokens,
+            min_chars,
+        }) => {
+            let (min_len, chars) = match (min_tokens, min_chars) {
+                (_, Some(0)) | (Some(0), _) => anyhow::bail!("the minimum span length must be at least 1"),
+                (_, Some(c)) => (*c, true),
+                (t, None) => (t.unwrap_or(50), false),
+            };
+            let texts = app::audit::read_generations(generations, field)?;
+            let app = App::open(globals).await?;
+            let (report, results) = app.scan_generations(corpus, texts, min_len, chars).await?;
+            let out = serde_json::json!({ "corpus": corpus, "summary": report, "generations": results });
+            emit(cli.json, &out, || {
+                let mut s = format!(
+                    "{} of {} generations hold a span of at least {} {} from corpus {corpus}; longest {}, mean covered {:.1}%\n",
+                    report.with_span.hits,
+                    report.samples,
+                    report.min_length,
+                    report.unit,
+                    report.longest_span,
+                    100.0 * report.mean_covered_share
+                );
+                for r in results.iter().filter(|r| !r.spans.is_empty()) {
+                    let first = &r.spans[0];
+                    s.push_str(&format!(
+                        "line {}: {} span(s), longest {} {}, {:.1}% covered; first from document {} at {}\n",
+                        r.line,
+                        r.spans.len(),
+                        r.longest,
+                        report.unit,
+                        100.0 * r.covered_share,
+                        first.doc,
+                        first.doc_offset
+                    ));
+                }
+                s
+            })
+        }
+        None => {
+            let Some(run) = &a.run else {
+                anyhow::bail!("`lethe audit` needs --run RUN (or a subcommand: show, list, regurgitation)");
+            };
+            let params = match &a.params {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .map_err(|e| anyhow::anyhow!("cannot read audit parameters {}: {e}", p.display()))?;
+                    let base = if a.quick {
+                        crate::audit::AuditParams::quick()
+                    } else {
+                        crate::audit::AuditParams::default()
+                    };
+                    let mut v = serde_json::to_value(base)?;
+                    let patch: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                        anyhow::anyhow!("audit parameters {} are not valid JSON: {e}", p.display())
+                    })?;
+                    let Some(patch) = patch.as_object() else {
+                        anyhow::bail!("audit parameters {} must be a JSON object", p.display());
+                    };
+                    for (k, val) in patch {
+                        v[k] = val.clone();
+                    }
+                    Some(
+                        serde_json::from_value(v)
+                            .map_err(|e| anyhow::anyhow!("audit parameters {}: {e}", p.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let req = app::audit::AuditRequest {
+                run: run.clone(),
+                quick: a.quick,
+                params,
+                rules: a.rules.clone(),
+                deny_list: a.deny_list.clone(),
+                created_by: None,
+            };
+            let app = App::open(globals).await?;
+            if a.queue {
+                let id = app.enqueue_audit(&req).await?;
+                return emit(cli.json, &serde_json::json!({ "job_id": id }), || {
+                    format!("Queued audit job {id}; a `lethe worker` will run it (`lethe jobs show {id}`)\n")
+                });
+            }
+            let quiet = cli.json;
+            let mut last = (None, usize::MAX);
+            let mut progress = |stage: crate::audit::Stage, done: usize, total: usize| {
+                if quiet {
+                    return;
+                }
+                let pct = (done * 100).checked_div(total).unwrap_or(100);
+                if last != (Some(stage), pct) {
+                    last = (Some(stage), pct);
+                    eprint!("\r  {:<14} {:>3}% ({done}/{total})   ", stage.as_str(), pct);
+                    if done >= total {
+                        eprintln!();
+                    }
+                }
+            };
+            let outcome = app.audit(req, &mut progress).await?;
+            emit(cli.json, &outcome, || {
+                format!(
+                    "audit {} of run {} (checkpoint step {}):\n{}show the evidence with `lethe audit show {} --evidence`\n",
+                    outcome.audit,
+                    outcome.run,
+                    outcome.checkpoint_step,
+                    outcome.report.summary(),
+                    outcome.audit
+                )
+            })
+        }
+    }
 }
 
 async fn sample(cli: &Cli, globals: &Globals, a: &SampleArgs) -> anyhow::Result<()> {

@@ -195,7 +195,7 @@ fn open_sealed(
 }
 
 /// Reads a whole sealed file into memory (for the small ones: manifest, tokenizer, canaries).
-fn read_sealed(path: &Path, corpus_id: &str, role: &str, key: &DataKey) -> Result<Vec<u8>, CorpusError> {
+pub fn read_sealed(path: &Path, corpus_id: &str, role: &str, key: &DataKey) -> Result<Vec<u8>, CorpusError> {
     let mut r = open_sealed(path, corpus_id, role, key)?;
     let mut out = Vec::new();
     r.read_to_end(&mut out).map_err(|e| sealed_io(path, e))?;

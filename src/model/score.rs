@@ -79,33 +79,7 @@ impl Transformer {
         n_samples: usize,
         seed: u64,
     ) -> Result<ElboScore, ModelError> {
-        let c = self.config();
-        if c.causal {
-            return Err(ModelError::WrongObjective {
-                operation: "score_elbo",
-                needs: "diffusion",
-                causal: true,
-            });
-        }
-        if mask_id < 0 || mask_id >= c.vocab {
-            return Err(ModelError::MaskIdOutOfRange {
-                mask_id,
-                vocab: c.vocab,
-            });
-        }
-        if n_samples == 0 {
-            return Err(ModelError::BadOption {
-                name: "n_samples",
-                value: 0.0,
-                why: "must be at least 1",
-            });
-        }
-        self.check_rows(rows)?;
-        // A mask token in the text would be scored as if it were masked noise; the tokenizer never
-        // produces one, so it means the caller passed an infill template.
-        if let Some(row) = rows.iter().position(|r| r.contains(&mask_id)) {
-            return Err(ModelError::MaskInText { row, mask_id });
-        }
+        self.check_elbo_args("score_elbo", rows, mask_id, n_samples)?;
         let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
         let chunk = chunk_rows(&lens);
         let mut rng = MaskRng::new(seed);
@@ -121,12 +95,73 @@ impl Transformer {
         })
     }
 
+    /// Diffusion model: a conditional ELBO of each row's tokens from `keep[r]` on, given the first
+    /// `keep[r]` tokens, which are never masked (their terms are 0). Each row draws its masks from its own
+    /// generator seeded with `seed`, so rows whose scored spans have the same length see exactly the same
+    /// masks and times in every sample: common random numbers, which makes the comparison of candidates
+    /// that differ in a few tokens (canary ranking) far less noisy than independent estimates.
+    pub fn score_elbo_given(
+        &self,
+        rows: &[Vec<i64>],
+        keep: &[usize],
+        mask_id: i64,
+        n_samples: usize,
+        seed: u64,
+    ) -> Result<ElboScore, ModelError> {
+        self.check_elbo_args("score_elbo_given", rows, mask_id, n_samples)?;
+        if keep.len() != rows.len() {
+            return Err(ModelError::BadOption {
+                name: "keep",
+                value: keep.len() as f64,
+                why: "needs one kept-prefix length per row",
+            });
+        }
+        if let Some(row) = rows.iter().zip(keep).position(|(r, &k)| k >= r.len()) {
+            return Err(ModelError::EmptyRow {
+                row,
+                why: "the kept prefix leaves nothing to score",
+            });
+        }
+        let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
+        let chunk = chunk_rows(&lens);
+        let per_row: Vec<Vec<f64>> = self.without_grad(|| {
+            by_length_chunks(&lens, chunk, |idx| {
+                let batch: Vec<&[i64]> = idx.iter().map(|&i| rows[i].as_slice()).collect();
+                let kept: Vec<usize> = idx.iter().map(|&i| keep[i]).collect();
+                let mut rngs: Vec<MaskRng> = idx.iter().map(|_| MaskRng::new(seed)).collect();
+                self.elbo_terms_with(&batch, &kept, mask_id, n_samples, RowRng::PerRow(&mut rngs))
+            })
+        });
+        Ok(ElboScore {
+            elbo: per_row.iter().map(|r| r.iter().sum()).collect(),
+            token_terms: per_row,
+        })
+    }
+
     fn elbo_terms(&self, rows: &[&[i64]], mask_id: i64, n: usize, rng: &mut MaskRng) -> Vec<Vec<f64>> {
+        let kept = vec![0; rows.len()];
+        self.elbo_terms_with(rows, &kept, mask_id, n, RowRng::Shared(rng))
+    }
+
+    /// The ELBO terms of `rows` with the first `kept[r]` tokens of each row never masked.
+    fn elbo_terms_with(
+        &self,
+        rows: &[&[i64]],
+        kept: &[usize],
+        mask_id: i64,
+        n: usize,
+        mut rng: RowRng<'_>,
+    ) -> Vec<Vec<f64>> {
         let p = left_pad(rows, 0, self.device());
         let attn_mask = p.padded.then(|| padding_mask(&p.real, false));
         let (b, w) = (rows.len(), p.tokens.size()[1]);
-        let spans: Vec<(i64, i64)> = p.pad.iter().map(|&pad| (pad, w)).collect();
-        let offsets: Vec<f64> = (0..b).map(|_| rng.next_f64()).collect();
+        let spans: Vec<(i64, i64)> = p
+            .pad
+            .iter()
+            .zip(kept)
+            .map(|(&pad, &k)| (pad + k as i64, w))
+            .collect();
+        let offsets: Vec<f64> = (0..b).map(|r| rng.row(r).next_f64()).collect();
         let mut terms = Tensor::zeros([b as i64 * w], (Kind::Float, self.device()));
         let flat = p.tokens.reshape([-1]);
         for k in 0..n {
@@ -134,7 +169,12 @@ impl Transformer {
                 .iter()
                 .map(|u| ELBO_EPS + (1.0 - ELBO_EPS) * (k as f64 + u) / n as f64)
                 .collect();
-            let masked = bernoulli_rows(&t, &spans, w, rng);
+            let masked = match &mut rng {
+                RowRng::Shared(rng) => bernoulli_rows(&t, &spans, w, rng),
+                RowRng::PerRow(rngs) => (0..b)
+                    .flat_map(|r| bernoulli_rows(&t[r..=r], &spans[r..=r], w, &mut rngs[r]))
+                    .collect(),
+            };
             let positions: Vec<i64> = masked
                 .iter()
                 .enumerate()
@@ -168,6 +208,45 @@ impl Transformer {
             .collect()
     }
 
+    /// What every ELBO estimate needs: a diffusion model, a mask id in the vocabulary, at least one
+    /// sample, and rows that fit and hold no mask token.
+    fn check_elbo_args(
+        &self,
+        operation: &'static str,
+        rows: &[Vec<i64>],
+        mask_id: i64,
+        n_samples: usize,
+    ) -> Result<(), ModelError> {
+        let c = self.config();
+        if c.causal {
+            return Err(ModelError::WrongObjective {
+                operation,
+                needs: "diffusion",
+                causal: true,
+            });
+        }
+        if mask_id < 0 || mask_id >= c.vocab {
+            return Err(ModelError::MaskIdOutOfRange {
+                mask_id,
+                vocab: c.vocab,
+            });
+        }
+        if n_samples == 0 {
+            return Err(ModelError::BadOption {
+                name: "n_samples",
+                value: 0.0,
+                why: "must be at least 1",
+            });
+        }
+        self.check_rows(rows)?;
+        // A mask token in the text would be scored as if it were masked noise; the tokenizer never
+        // produces one, so it means the caller passed an infill template.
+        if let Some(row) = rows.iter().position(|r| r.contains(&mask_id)) {
+            return Err(ModelError::MaskInText { row, mask_id });
+        }
+        Ok(())
+    }
+
     fn check_rows(&self, rows: &[Vec<i64>]) -> Result<(), ModelError> {
         let c = self.config();
         for (row, r) in rows.iter().enumerate() {
@@ -196,6 +275,21 @@ impl Transformer {
             }
         }
         Ok(())
+    }
+}
+
+/// Where the ELBO's masks come from: one stream for the whole chunk, or one per row.
+enum RowRng<'a> {
+    Shared(&'a mut MaskRng),
+    PerRow(&'a mut [MaskRng]),
+}
+
+impl RowRng<'_> {
+    fn row(&mut self, r: usize) -> &mut MaskRng {
+        match self {
+            RowRng::Shared(rng) => rng,
+            RowRng::PerRow(rngs) => &mut rngs[r],
+        }
     }
 }
 
@@ -277,6 +371,41 @@ mod tests {
             (elbo - loss).abs() < 0.05 * loss,
             "elbo/token {elbo} vs loss {loss}"
         );
+    }
+
+    #[test]
+    fn conditional_elbo_scores_only_the_tail_with_common_random_numbers() {
+        let m = model(false);
+        let rows = vec![vec![3, 4, 5, 6, 7, 8], vec![3, 4, 5, 6, 9, 10], vec![11, 3, 4]];
+        let s = m.score_elbo_given(&rows, &[4, 4, 1], 49, 8, 5).unwrap();
+        for (terms, keep) in s.token_terms.iter().zip([4, 4, 1]) {
+            assert!(terms[..keep].iter().all(|&x| x == 0.0), "{terms:?}");
+            assert!(terms[keep..].iter().all(|&x| x <= 0.0), "{terms:?}");
+        }
+        // Same row scored alone or among others: identical numbers (its own generator, no padding effect).
+        let alone = m.score_elbo_given(&rows[1..2], &[4], 49, 8, 5).unwrap();
+        assert!(
+            (alone.elbo[0] - s.elbo[1]).abs() < 1e-5,
+            "{} vs {}",
+            alone.elbo[0],
+            s.elbo[1]
+        );
+        // A row identical to another gets the identical estimate (same masks).
+        let twins = m
+            .score_elbo_given(&[rows[0].clone(), rows[0].clone()], &[4, 4], 49, 8, 5)
+            .unwrap();
+        assert_eq!(twins.elbo[0], twins.elbo[1]);
+        assert_eq!(
+            m.score_elbo_given(&rows[..1], &[6], 49, 8, 5),
+            Err(ModelError::EmptyRow {
+                row: 0,
+                why: "the kept prefix leaves nothing to score"
+            })
+        );
+        assert!(matches!(
+            model(true).score_elbo_given(&rows[..1], &[1], 49, 1, 0),
+            Err(ModelError::WrongObjective { .. })
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! repository per table family. One schema serves both engines; the few statements that must differ
 //! (the job claim) branch on [`Engine`].
 
+pub mod audits;
 pub mod corpora;
 pub mod jobs;
 pub mod runs;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Executor, Row};
 
+pub use audits::{AuditRow, Audits};
 pub use corpora::{Corpora, CorpusRow, DataKeyRow};
 pub use jobs::{Job, JobState, Jobs, NewJob};
 pub use runs::{CheckpointRow, MetricRow, RunRow, Runs};
@@ -228,6 +230,10 @@ impl Store {
 
     pub fn jobs(&self) -> Jobs<'_> {
         Jobs::new(self)
+    }
+
+    pub fn audits(&self) -> Audits<'_> {
+        Audits::new(self)
     }
 
     pub async fn close(&self) {

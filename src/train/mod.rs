@@ -486,7 +486,8 @@ pub fn train(
             state.epoch_loss_steps = 0;
             order = data::epoch_order(train_data.count(), cfg.seed, state.epoch);
         }
-        if state.step % cfg.checkpoint_every == 0 || state.step == cfg.total_steps {
+        // A run stopped by `--max-steps` checkpoints where it stops, so nothing it did is lost.
+        if state.step % cfg.checkpoint_every == 0 || state.step == cfg.total_steps || state.step == stop_at {
             let weights = model_vars(&model);
             let bytes = checkpoint::encode(&weights, &opt.state(), &state, &config_json)?;
             let written =

@@ -138,3 +138,47 @@ pub fn fails_last_line_with(o: &std::process::Output, needle: &str) {
         "last stderr line {last:?} should mention {needle:?}"
     );
 }
+
+/// An initialised data directory (`<tmp>/data`) holding corpus `kb` ingested from `docs` synthetic
+/// documents (written to `<tmp>/in`, seed `seed`) with the extra `ingest` arguments. Returns both paths.
+pub fn ingested(
+    tmp: &std::path::Path,
+    docs: usize,
+    seed: u64,
+    ingest: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = tmp.join("data");
+    let input = tmp.join("in");
+    ok(lethe(&data, &["init"]));
+    let (docs, seed) = (docs.to_string(), seed.to_string());
+    let out = input.to_str().expect("temporary paths are UTF-8");
+    ok(lethe(
+        &data,
+        &["corpus", "synth", "--out", out, "--docs", &docs, "--seed", &seed],
+    ));
+    let mut args = vec!["corpus", "ingest", "--name", "kb"];
+    args.extend_from_slice(ingest);
+    args.push(out);
+    ok(lethe(&data, &args));
+    (data, input)
+}
+
+/// A model small enough to train in seconds on a CPU.
+pub const MICRO: &[&str] = &[
+    "--preset",
+    "tiny",
+    "--layers",
+    "2",
+    "--width",
+    "64",
+    "--heads",
+    "2",
+    "--mlp",
+    "128",
+    "--context",
+    "64",
+    "--batch-size",
+    "4",
+    "--seed",
+    "11",
+];

@@ -1,0 +1,454 @@
+//! Audit use cases: audit a run's latest checkpoint against its corpus (in the foreground or as a queued
+//! job), show an audit's report and its evidence, and scan generations from any model for regurgitated
+//! corpus text. The audits themselves live in [`crate::audit`]; here the model is loaded, the corpus
+//! decrypted, the evidence sealed with the run's key and the report stored.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::App;
+use crate::audit::{
+    self, regurgitation::TextResult, secrets, AuditCorpus, AuditModel, AuditParams, AuditReport, Evidence,
+    ModelKind, SamplerSettings, Stage,
+};
+use crate::corpus::tokenizer::MASK_ID;
+use crate::corpus::{SealedCorpus, Split};
+use crate::model::{Remasking, SampleOptions, Transformer};
+use crate::store::{AuditRow, RunRow};
+use crate::train::{Objective, TrainConfig};
+
+/// What to audit and how.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditRequest {
+    pub run: String,
+    /// The smaller audit ([`AuditParams::quick`]) instead of the full one.
+    #[serde(default)]
+    pub quick: bool,
+    /// Replaces the parameters entirely when given (the policy's audit section).
+    #[serde(default)]
+    pub params: Option<AuditParams>,
+    /// Extra secret rule packs, applied with the built-in one.
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// The customer's deny-list of literal strings.
+    #[serde(default)]
+    pub deny_list: Option<PathBuf>,
+    #[serde(default)]
+    pub created_by: Option<String>,
+}
+
+/// A finished audit.
+#[derive(Debug, Serialize)]
+pub struct AuditOutcome {
+    pub audit: String,
+    pub run: String,
+    pub checkpoint_step: i64,
+    pub report: AuditReport,
+}
+
+/// An audit as `lethe audit show` prints it.
+#[derive(Debug, Serialize)]
+pub struct AuditDetails {
+    #[serde(flatten)]
+    pub row: AuditRow,
+    /// Present when asked for: secrets masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// The trained model behind the audit's trait.
+struct TorchModel {
+    model: Transformer,
+    kind: ModelKind,
+}
+
+impl TorchModel {
+    fn options(&self, len: usize, s: &SamplerSettings) -> SampleOptions {
+        let mut o = SampleOptions::new(len as i64, i64::from(MASK_ID));
+        o.steps = s.steps as i64;
+        o.block_length = s.block_length as i64;
+        o.temperature = s.temperature;
+        o.remasking = Remasking::LowConfidence;
+        o.seed = (s.temperature > 0.0).then_some(s.seed);
+        o.batch_size = self.batch_rows();
+        o
+    }
+}
+
+fn to_i64(rows: &[Vec<u32>]) -> Vec<Vec<i64>> {
+    rows.iter()
+        .map(|r| r.iter().map(|&t| i64::from(t)).collect())
+        .collect()
+}
+
+fn to_u32(rows: Vec<Vec<i64>>) -> Vec<Vec<u32>> {
+    rows.into_iter()
+        .map(|r| r.into_iter().map(|t| t.max(0) as u32).collect())
+        .collect()
+}
+
+impl AuditModel for TorchModel {
+    fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    fn context(&self) -> usize {
+        self.model.config().context as usize
+    }
+
+    fn batch_rows(&self) -> usize {
+        if self.model.device().is_cuda() {
+            256
+        } else {
+            32
+        }
+    }
+
+    fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        len: usize,
+        s: &SamplerSettings,
+    ) -> Result<Vec<Vec<u32>>, String> {
+        self.model
+            .generate(&to_i64(prompts), &self.options(len, s))
+            .map(to_u32)
+            .map_err(|e| e.to_string())
+    }
+
+    fn infill(&self, rows: &[Vec<u32>], s: &SamplerSettings) -> Result<Vec<Vec<u32>>, String> {
+        self.model
+            .infill(&to_i64(rows), &self.options(1, s))
+            .map(to_u32)
+            .map_err(|e| e.to_string())
+    }
+
+    fn token_scores(&self, rows: &[Vec<u32>], mc: usize, seed: u64) -> Result<Vec<Vec<f64>>, String> {
+        let rows = to_i64(rows);
+        match self.kind {
+            ModelKind::Ar => self.model.score_tokens(&rows),
+            ModelKind::Diffusion => self
+                .model
+                .score_elbo(&rows, i64::from(MASK_ID), mc, seed)
+                .map(|s| s.token_terms),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn tail_scores(
+        &self,
+        rows: &[Vec<u32>],
+        keep: &[usize],
+        mc: usize,
+        seed: u64,
+    ) -> Result<Vec<f64>, String> {
+        let rows64 = to_i64(rows);
+        match self.kind {
+            ModelKind::Ar => self.model.score_tokens(&rows64).map(|terms| {
+                // Term i predicts token i + 1, so the tail from `keep` starts at term keep - 1.
+                terms
+                    .iter()
+                    .zip(keep)
+                    .map(|(t, &k)| t[k.saturating_sub(1).min(t.len())..].iter().sum())
+                    .collect()
+            }),
+            ModelKind::Diffusion => self
+                .model
+                .score_elbo_given(&rows64, keep, i64::from(MASK_ID), mc, seed)
+                .map(|s| s.elbo),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The decrypted corpus split as the audit needs it: training documents the run saw (all of the
+/// training split, or its first `unique_tokens` as packed by the trainer) and the holdout.
+type Docs = Vec<(u32, Vec<u32>)>;
+
+fn load_documents(sealed: &SealedCorpus, cap: Option<u64>) -> anyhow::Result<(Docs, Docs)> {
+    let (mut train, mut holdout) = (Vec::new(), Vec::new());
+    let mut packed = 0u64;
+    for doc in sealed.documents(Split::All, 2) {
+        let doc = doc?;
+        if doc.holdout {
+            holdout.push((doc.index, doc.tokens));
+            continue;
+        }
+        match cap {
+            // The trainer packs `<bos> doc <eos>` until the cap, cutting the last document short.
+            Some(c) if packed >= c => {}
+            Some(c) => {
+                let room = (c - packed).saturating_sub(1) as usize;
+                packed += doc.tokens.len() as u64 + 2;
+                let mut tokens = doc.tokens;
+                tokens.truncate(room);
+                train.push((doc.index, tokens));
+            }
+            None => train.push((doc.index, doc.tokens)),
+        }
+    }
+    Ok((train, holdout))
+}
+
+/// Builds the secret scanner: the built-in pack, extra packs, and the deny-list.
+fn scanner(rules: &[PathBuf], deny: Option<&PathBuf>) -> anyhow::Result<secrets::Scanner> {
+    let mut packs = vec![secrets::RulePack::builtin()];
+    for p in rules {
+        packs.push(secrets::RulePack::load(p)?);
+    }
+    let deny = deny.map(|p| secrets::DenyList::load(p)).transpose()?;
+    Ok(secrets::Scanner::new(&packs, deny.as_ref())?)
+}
+
+fn evidence_role(audit_id: &str) -> String {
+    format!("audit-evidence/{audit_id}")
+}
+
+impl App {
+    /// Audits the latest checkpoint of a run and stores the report; `progress` sees each stage's units.
+    pub async fn audit(
+        &self,
+        req: AuditRequest,
+        progress: &mut (dyn FnMut(Stage, usize, usize) + Send),
+    ) -> anyhow::Result<AuditOutcome> {
+        let run = self.run_row(&req.run).await?;
+        let params = match &req.params {
+            Some(p) => p.clone(),
+            None if req.quick => AuditParams::quick(),
+            None => AuditParams::default(),
+        };
+        params.validate()?;
+        let scanner = scanner(&req.rules, req.deny_list.as_ref())?;
+        let latest = self
+            .store
+            .runs()
+            .checkpoints(&run.id)
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("run {} has no checkpoint yet; nothing to audit", run.id))?;
+        let (model, cfg, tokenizer) = self.load_run_model(&run.id).await?;
+        let (_, sealed) = self.run_corpus(&run).await?;
+        let canaries = sealed
+            .canaries()
+            .with_context(|| format!("cannot read the canaries of run {}'s corpus", run.id))?;
+        let cap = cfg.unique_tokens;
+        let (train, holdout) = tokio::task::spawn_blocking(move || load_documents(&sealed, cap))
+            .await
+            .context("reading the corpus was interrupted")??;
+
+        let id = format!("aud-{}", crate::vault::random_hex(6)?);
+        let row = AuditRow {
+            id: id.clone(),
+            run_id: run.id.clone(),
+            checkpoint_step: latest.step,
+            checkpoint_sha256: latest.sha256.clone(),
+            state: "running".into(),
+            quick: req.quick,
+            params: serde_json::to_value(&params)?,
+            report: None,
+            evidence_file: None,
+            evidence_sha256: None,
+            error: None,
+            created_by: req.created_by.clone(),
+            created_at: crate::store::now_ms(),
+            finished_at: None,
+        };
+        self.store.audits().create(&row).await?;
+        let result = self
+            .audit_blocking(
+                &run,
+                &cfg,
+                model,
+                tokenizer,
+                (train, holdout, canaries),
+                params,
+                scanner,
+                progress,
+            )
+            .await;
+        match result {
+            Ok((report, evidence)) => {
+                let (file, sha) = self.seal_evidence(&run, &id, &evidence).await?;
+                self.store
+                    .audits()
+                    .succeed(&id, &serde_json::to_value(&report)?, &file, &sha)
+                    .await?;
+                Ok(AuditOutcome {
+                    audit: id,
+                    run: run.id,
+                    checkpoint_step: latest.step,
+                    report,
+                })
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                self.store.audits().fail(&id, &msg).await?;
+                Err(e.context(format!("audit {id} of run {} failed", run.id)))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_blocking(
+        &self,
+        run: &RunRow,
+        cfg: &TrainConfig,
+        model: Transformer,
+        tokenizer: crate::corpus::CorpusTokenizer,
+        data: (Docs, Docs, Vec<crate::corpus::canary::Canary>),
+        params: AuditParams,
+        scanner: secrets::Scanner,
+        progress: &mut (dyn FnMut(Stage, usize, usize) + Send),
+    ) -> anyhow::Result<(AuditReport, Evidence)> {
+        let kind = match cfg.objective {
+            Objective::Diffusion => ModelKind::Diffusion,
+            Objective::Ar => ModelKind::Ar,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Stage, usize, usize)>();
+        let handle = tokio::task::spawn_blocking(move || {
+            let (train, holdout, canaries) = data;
+            let corpus = AuditCorpus {
+                train: &train,
+                holdout: &holdout,
+                canaries: &canaries,
+                tokenizer: &tokenizer,
+            };
+            let m = TorchModel { model, kind };
+            let mut send = |s: Stage, d: usize, t: usize| {
+                let _ = tx.send((s, d, t));
+            };
+            audit::run(&m, &corpus, &params, &scanner, &mut send)
+        });
+        while let Some((s, d, t)) = rx.recv().await {
+            progress(s, d, t);
+        }
+        handle
+            .await
+            .context("the audit was interrupted")?
+            .with_context(|| format!("auditing run {}", run.id))
+    }
+
+    async fn seal_evidence(
+        &self,
+        run: &RunRow,
+        id: &str,
+        evidence: &Evidence,
+    ) -> anyhow::Result<(String, String)> {
+        let key = self.run_key(run).await?;
+        let bytes = serde_json::to_vec(evidence)?;
+        let dir = self.config.data_dir.join(&run.directory);
+        let file = format!("{id}.evidence");
+        let (run_id, key_id, role) = (run.id.clone(), run.data_key_id.clone(), evidence_role(id));
+        let meta = tokio::task::spawn_blocking(move || {
+            crate::corpus::sealed::seal_bytes(&dir, &file, &role, &run_id, &key, &key_id, &bytes)
+        })
+        .await
+        .context("sealing the evidence was interrupted")?
+        .context("cannot write the audit's sealed evidence")?;
+        Ok((format!("{}/{}", run.directory, meta.file), meta.sha256))
+    }
+
+    pub async fn audit_row(&self, id: &str) -> anyhow::Result<AuditRow> {
+        self.store
+            .audits()
+            .get(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no audit {id:?} (see `lethe audit list`)"))
+    }
+
+    /// An audit's row, and its evidence (secrets masked) when asked for.
+    pub async fn audit_details(&self, id: &str, evidence: bool) -> anyhow::Result<AuditDetails> {
+        let row = self.audit_row(id).await?;
+        let evidence = match (evidence, &row.evidence_file) {
+            (false, _) => None,
+            (true, None) => anyhow::bail!("audit {id} has no evidence ({})", row.state),
+            (true, Some(file)) => {
+                let run = self.run_row(&row.run_id).await?;
+                let key = self.run_key(&run).await?;
+                let path = self.config.data_dir.join(file);
+                let (run_id, role) = (run.id.clone(), evidence_role(id));
+                let bytes = tokio::task::spawn_blocking(move || {
+                    crate::corpus::sealed::read_sealed(&path, &run_id, &role, &key)
+                })
+                .await
+                .context("reading the evidence was interrupted")?
+                .with_context(|| format!("the sealed evidence of audit {id} cannot be read"))?;
+                let ev: Evidence = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("the evidence of audit {id} is not valid"))?;
+                Some(ev.masked())
+            }
+        };
+        Ok(AuditDetails { row, evidence })
+    }
+
+    pub async fn audit_list(&self, run: Option<&str>) -> anyhow::Result<Vec<AuditRow>> {
+        if let Some(r) = run {
+            self.run_row(r).await?;
+        }
+        Ok(self.store.audits().list(run).await?)
+    }
+
+    /// Queues an audit; a worker runs it.
+    pub async fn enqueue_audit(&self, req: &AuditRequest) -> anyhow::Result<String> {
+        self.run_row(&req.run).await?;
+        scanner(&req.rules, req.deny_list.as_ref())?;
+        let mut job = crate::store::NewJob::new("audit", serde_json::to_value(req)?);
+        job.created_by = req.created_by.clone();
+        Ok(self.store.jobs().enqueue(&job).await?)
+    }
+
+    /// Scans generations from any model (`texts`: line number and text) for verbatim corpus spans.
+    pub async fn scan_generations(
+        &self,
+        corpus: &str,
+        texts: Vec<(usize, String)>,
+        min_len: usize,
+        chars: bool,
+    ) -> anyhow::Result<(audit::regurgitation::RegurgitationReport, Vec<TextResult>)> {
+        let (_, sealed) = self.open_corpus(corpus).await?;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let tokenizer = sealed.tokenizer()?;
+            let (train, holdout) = load_documents(&sealed, None)?;
+            let corpus = AuditCorpus {
+                train: &train,
+                holdout: &holdout,
+                canaries: &[],
+                tokenizer: &tokenizer,
+            };
+            Ok(audit::regurgitation::scan_texts(&corpus, &texts, min_len, chars)?)
+        })
+        .await
+        .context("the scan was interrupted")?
+    }
+}
+
+/// Reads a generations file: one JSON object per line, the text under `field`. Blank lines are skipped;
+/// anything else that is not such an object is an error naming the line.
+pub fn read_generations(path: &std::path::Path, field: &str) -> anyhow::Result<Vec<(usize, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read generations file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
+        let value = v
+            .as_object()
+            .ok_or_else(|| anyhow::anyhow!("{}:{n}: not a JSON object", path.display()))?
+            .get(field)
+            .ok_or_else(|| anyhow::anyhow!("{}:{n}: has no field {field:?}", path.display()))?;
+        let s = value
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{}:{n}: field {field:?} is not a string", path.display()))?;
+        out.push((n, s.to_string()));
+    }
+    if out.is_empty() {
+        anyhow::bail!("generations file {} holds no generations", path.display());
+    }
+    Ok(out)
+}
