@@ -72,7 +72,11 @@ demo: build
 	echo "== lethe sample: continue a prompt, then fill a masked span"; \
 	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --prompt "Ticket: SUP-" --length 48 --block-length 8 \
 		--temperature 0.8 --seed 1 --num 2; \
-	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --infill "Subject: [MASK] request" --span 6 --temperature 0.8 --seed 1
+	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --infill "Subject: [MASK] request" --span 6 --temperature 0.8 --seed 1; \
+	echo "== lethe audit: what has the model memorized? extraction, regurgitation, canaries, secrets, membership (quick audit)"; \
+	bin/lethe --data-dir "$(DEMO_DIR)" audit --run $$run --quick
+	@echo "== lethe audit list"
+	bin/lethe --data-dir "$(DEMO_DIR)" audit list
 
 clean:
 	cargo clean

@@ -383,3 +383,32 @@ fn bad_generations_files_are_clear_errors() {
     );
     assert!(!both.status.success());
 }
+
+#[test]
+fn an_audit_queued_as_a_job_is_run_by_a_worker() {
+    let (tmp, data, _) = fixture();
+    let run = train(&data);
+    let params = small_params(tmp.path());
+    let p = params.to_str().unwrap();
+    fails_with(
+        &lethe(&data, &["audit", "--run", "run-nope", "--queue"]),
+        "no training run",
+    );
+    let queued = json(&ok(lethe(
+        &data,
+        &["--json", "audit", "--run", &run, "--params", p, "--queue"],
+    )));
+    let job = queued["job_id"].as_str().unwrap().to_string();
+    let worked = json(&ok(lethe(&data, &["--json", "worker", "--once"])));
+    assert_eq!(worked["succeeded"], serde_json::json!([job]), "{worked}");
+    let shown = json(&ok(lethe(&data, &["--json", "jobs", "show", &job])));
+    assert_eq!(shown["state"], "succeeded");
+    let audit = shown["result"]["audit"].as_str().unwrap().to_string();
+    let listed = json(&ok(lethe(&data, &["--json", "audit", "list", "--run", &run])));
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["id"], audit.as_str());
+    assert_eq!(rows[0]["state"], "succeeded");
+    assert_eq!(rows[0]["created_by"], format!("job:{job}"));
+    assert_eq!(rows[0]["params"]["extraction_samples"], 6);
+}

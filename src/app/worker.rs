@@ -139,7 +139,19 @@ impl App {
             "audit" => {
                 let mut req: super::audit::AuditRequest = serde_json::from_value(job.args.clone())
                     .map_err(|e| anyhow::anyhow!("job {} has invalid arguments: {e}", job.id))?;
-                req.created_by = req.created_by.or_else(|| Some(format!("job:{}", job.id)));
+                let creator = format!("job:{}", job.id);
+                req.created_by = req.created_by.or_else(|| Some(creator.clone()));
+                // A job handed back after its worker died starts its audit again; the audit that worker
+                // left running will never finish, so it is closed as failed with the reason.
+                for stale in self.store.audits().list(None).await? {
+                    if stale.state == "running" && stale.created_by.as_deref() == Some(creator.as_str()) {
+                        let why = format!(
+                            "the worker running job {} stopped; the job started the audit again",
+                            job.id
+                        );
+                        self.store.audits().fail(&stale.id, &why).await?;
+                    }
+                }
                 let done = Arc::new(AtomicU64::new(0));
                 let beat = {
                     let (store, id, worker) = (self.store.clone(), job.id.clone(), worker.to_string());
