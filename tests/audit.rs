@@ -412,3 +412,48 @@ fn an_audit_queued_as_a_job_is_run_by_a_worker() {
     assert_eq!(rows[0]["created_by"], format!("job:{job}"));
     assert_eq!(rows[0]["params"]["extraction_samples"], 6);
 }
+
+#[test]
+fn an_autoregressive_run_is_audited_without_infilling() {
+    let (tmp, data, _) = fixture();
+    let mut args = vec![
+        "--json",
+        "train",
+        "--corpus",
+        "kb",
+        "--objective",
+        "ar",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "6",
+    ];
+    args.extend_from_slice(common::MICRO);
+    let run: serde_json::Value = serde_json::from_slice(&ok(lethe(&data, &args)).stdout).unwrap();
+    let run = run["run_id"].as_str().unwrap();
+    let params = small_params(tmp.path());
+    let out = json(&ok(lethe(
+        &data,
+        &[
+            "--json",
+            "audit",
+            "--run",
+            run,
+            "--params",
+            params.to_str().unwrap(),
+        ],
+    )));
+    let r = &out["report"];
+    assert_eq!(r["model"], "ar");
+    assert!(r["infilling"].is_null());
+    assert_eq!(r["extraction"]["samples"], 6);
+    assert_eq!(r["canaries"]["canaries"].as_array().unwrap().len(), 2);
+    let ranks: Vec<u64> = r["canaries"]["canaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["rank"].as_u64().unwrap())
+        .collect();
+    assert!(ranks.iter().all(|&k| (1..=21).contains(&k)), "{ranks:?}");
+    assert_eq!(r["membership"]["methods"].as_array().unwrap().len(), 3);
+}
