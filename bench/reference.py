@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """PyTorch eager reference of Lethe's model (src/model): the same transformer, objectives and sampler,
-written the plain nanoGPT way, for two jobs:
+written the plain nanoGPT way, for three jobs:
 
   parity  load weights and inputs (fixed masks) from safetensors files written by the Rust parity test,
           and write back logits, losses, gradients and generations for it to compare;
   bench   train for some steps on random tokens and print tokens/s as one JSON line, the peer figure of
           `examples/train_speed.rs` (bench/train_speed.sh runs both).
+  sample-bench
+          generate with the batched sampler (`generate_batched`, or greedy AR) on random prompts and print
+          prefixes/s and tokens/s as one JSON line, the peer figure of `examples/sample_speed.rs`
+          (bench/sample_speed.sh runs both).
 
 Parameter names equal Lethe's checkpoint tensor names, so `Transformer(cfg).load_state_dict(tensors)`
 loads a Lethe checkpoint. Only torch is needed: the .venv has no numpy or safetensors package, so the
@@ -176,6 +180,13 @@ class Transformer(nn.Module):
             x = block(x, self.cos, self.sin)
         return self.head(self.norm(x))
 
+    def hidden(self, tokens):
+        """The final-normed hidden states (forward without the head), as Lethe's `Transformer::hidden`."""
+        x = self.tok_emb(tokens)
+        for block in self.blocks:
+            x = block(x, self.cos, self.sin)
+        return self.norm(x)
+
 
 # --------------------------------------------------------------------------------------------- objectives
 
@@ -232,6 +243,51 @@ def generate(model, prompt, mask_id, gen_length, steps, block_length):
                 _, idx = torch.topk(conf[r], k=int(ntt[r, i]))
                 transfer[r, idx] = True
             x[transfer] = x0[transfer]
+    return x[:, p:]
+
+
+@torch.no_grad()
+def generate_batched(model, prompt, mask_id, gen_length, steps, block_length):
+    """The same sampler as `generate` (equal-length prompts, temperature 0, low-confidence remasking, the
+    mask token never proposed), written to run well: every row of the batch moves together and the step
+    loop never waits for the host (the per-row number of commits and the top-k of varying size are tensors,
+    as in Lethe's sampler), and the output head only sees the block being filled, since confidences
+    outside it are discarded anyway. The confidence is the candidate's log-probability in float32 (the
+    same order as LLaDA's float64 probability). `prompt`: [rows, p] int64 on the model's device."""
+    b, p = prompt.shape
+    dev = prompt.device
+    x = torch.cat([prompt, torch.full((b, gen_length), mask_id, dtype=torch.long, device=dev)], 1)
+    blocks = gen_length // block_length
+    steps = steps // blocks
+    ranks = torch.arange(block_length, device=dev)
+    for nb in range(blocks):
+        lo, hi = p + nb * block_length, p + (nb + 1) * block_length
+        count = (x[:, lo:hi] == mask_id).sum(1)
+        base, rem = count // steps, count % steps  # get_num_transfer_tokens: remainder to the first steps
+        for i in range(steps):
+            k = base + (rem > i)
+            blk = x[:, lo:hi]
+            masked = blk == mask_id
+            logits = model.head(model.hidden(x)[:, lo:hi]).float()
+            logits[..., mask_id] = -math.inf
+            x0 = logits.argmax(-1)
+            conf = logits.log_softmax(-1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+            conf = conf.masked_fill(~masked, -math.inf)
+            order = conf.argsort(1, descending=True)
+            commit = torch.zeros_like(masked).scatter(1, order, ranks < k[:, None]) & masked
+            x[:, lo:hi] = torch.where(commit, x0, blk)
+    return x[:, p:]
+
+
+@torch.no_grad()
+def generate_ar(model, prompt, gen_length):
+    """Greedy left-to-right generation without a KV cache (each token reruns the window, as Lethe's AR
+    sampler does); the head only sees the last position. `prompt`: [rows, p] int64 on the device."""
+    b, p = prompt.shape
+    x = torch.empty((b, p + gen_length), dtype=torch.long, device=prompt.device)
+    x[:, :p] = prompt
+    for i in range(p, p + gen_length):
+        x[:, i] = model.head(model.hidden(x[:, :i])[:, -1]).float().argmax(-1)
     return x[:, p:]
 
 
@@ -323,6 +379,85 @@ def cmd_bench(a):
     }))
 
 
+def cmd_sample_bench(a):
+    cfg = json.load(open(a.config))
+    ar = a.objective == "ar"
+    cfg["causal"] = ar
+    dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if a.device == "auto" else a.device))
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    torch.manual_seed(a.seed)
+    model = Transformer(cfg, device=dev).to(dev).eval()
+    mask_id = cfg["vocab"] - 1
+    steps = a.steps or a.gen_length
+    # Prompts live on the host, as an audit's do: each chunk is uploaded and its tokens brought back as
+    # Python lists, which is what Lethe's generate() takes and returns.
+    prompts = torch.randint(mask_id, (a.prompts, a.prompt_len))
+
+    def run(chunk, gen_length, steps):
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            x = chunk.to(dev)
+            if ar:
+                out = generate_ar(model, x, gen_length)
+            else:
+                out = generate_batched(model, x, mask_id, gen_length, steps, gen_length)
+            return out.cpu().tolist()
+
+    start = time.perf_counter()
+    run(prompts[:a.batch], 2, 2)
+    warmup_ms = 1000 * (time.perf_counter() - start)
+
+    rows, times, checksum = [], [], 0
+    for lo in range(0, a.prompts, a.batch):
+        chunk = prompts[lo:lo + a.batch]
+        sync()
+        start = time.perf_counter()
+        out = run(chunk, a.gen_length, steps)
+        times.append(1000 * (time.perf_counter() - start))
+        rows.append(len(chunk))
+        checksum += sum(map(sum, out))
+
+    # One step's model work alone (AR: at the window's mean width), as examples/sample_speed.rs times it.
+    if ar:
+        width, head_cols = a.prompt_len + a.gen_length // 2, 1
+    else:
+        width, head_cols = a.prompt_len + a.gen_length, a.gen_length
+    x = torch.randint(mask_id, (a.batch, width), device=dev)
+    fwd = []
+    for _ in range(a.forward_reps):
+        sync()
+        start = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            model.head(model.hidden(x)[:, width - head_cols:]).float()
+        sync()
+        fwd.append(1000 * (time.perf_counter() - start))
+    # After the timing, so the peer gets no more warmup than Lethe: the batched sampler must give what
+    # `generate` (held to Lethe's sampler by the parity test) gives.
+    check = "skipped"
+    if a.check and not ar and not cuda:
+        few = prompts[:2]
+        with torch.inference_mode():
+            want = generate(model, few.clone(), mask_id, 8, 8, 8).tolist()
+        check = "ok" if run(few, 8, 8) == want else "MISMATCH"
+        if check != "ok":
+            print("warning: generate_batched differs from generate", file=sys.stderr)
+
+    fwd.sort()
+    n = len(fwd)
+    total_s = sum(times) / 1000
+    print(json.dumps({
+        "impl": "pytorch-eager", "torch": torch.__version__, "device": "cuda:0" if cuda else "cpu",
+        "threads": torch.get_num_threads(), "objective": a.objective,
+        "params": sum(p.numel() for p in model.parameters()), "prompts": a.prompts,
+        "prompt_len": a.prompt_len, "gen_length": a.gen_length, "steps": a.gen_length if ar else steps, "batch": a.batch,
+        "chunk_rows": rows, "chunk_times_ms": times,
+        "prefixes_per_s": sum(rows) / total_s, "tokens_per_s": sum(rows) * a.gen_length / total_s,
+        "warmup_ms": warmup_ms, "forward_ms": (fwd[n // 2] + fwd[(n - 1) // 2]) / 2 if n else None,
+        "checksum": checksum, "check": check,
+    }))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -342,10 +477,25 @@ def main():
     b.add_argument("--lr", type=float, default=3e-4)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--device", default="auto")
+    g = sub.add_parser("sample-bench")
+    g.add_argument("--config", required=True, help="resolved ModelConfig JSON (sample_speed --print-config)")
+    g.add_argument("--objective", choices=["diffusion", "ar"], default="diffusion")
+    g.add_argument("--prompts", type=int, default=64)
+    g.add_argument("--prompt-len", type=int, default=50)
+    g.add_argument("--gen-length", type=int, default=50)
+    g.add_argument("--steps", type=int, default=0, help="diffusion steps; 0: one per generated token")
+    g.add_argument("--batch", type=int, default=32)
+    g.add_argument("--forward-reps", type=int, default=1)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto")
+    g.add_argument("--check", action="store_true",
+                   help="first compare generate_batched with generate on two prompts (CPU, diffusion)")
     a = p.parse_args()
     if a.cmd == "parity":
         torch.set_num_threads(a.threads)
         cmd_parity(a)
+    elif a.cmd == "sample-bench":
+        cmd_sample_bench(a)
     else:
         cmd_bench(a)
 

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cli;
 pub mod corpus;
 pub mod model;
+pub mod policy;
 pub mod store;
 pub mod train;
 pub mod vault;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(lethe::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<lethe::cli::GateFailed>() => ExitCode::from(lethe::cli::GateFailed::EXIT_CODE),
         Err(e) => {
             // `{:#}` joins the context chain into one line: "cannot prepare the database …: connection refused".
             eprintln!("error: {e:#}");

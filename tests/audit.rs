@@ -12,39 +12,13 @@ use std::path::{Path, PathBuf};
 /// A data directory with an ingested corpus `kb` (with canaries and a holdout) and the synthetic input.
 fn fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, input) = common::ingested(
-        tmp.path(),
-        60,
-        5,
-        &[
-            "--vocab",
-            "512",
-            "--holdout",
-            "0.2",
-            "--canaries",
-            "2",
-            "--canary-repeats",
-            "1,8",
-        ],
-    );
+    let (data, input) = common::ingested(tmp.path(), 60, 5, common::AUDITABLE);
     (tmp, data, input)
 }
 
 /// Trains a model small enough for seconds on a CPU and returns its run id.
 fn train(data: &Path) -> String {
-    let mut args = vec![
-        "--json",
-        "train",
-        "--corpus",
-        "kb",
-        "--epochs",
-        "1",
-        "--max-steps",
-        "6",
-    ];
-    args.extend_from_slice(common::MICRO);
-    let v: serde_json::Value = serde_json::from_slice(&ok(lethe(data, &args)).stdout).unwrap();
-    v["run_id"].as_str().unwrap().to_string()
+    common::micro_run(data, &[])
 }
 
 /// Audit parameters small enough for a test.
@@ -416,21 +390,8 @@ fn an_audit_queued_as_a_job_is_run_by_a_worker() {
 #[test]
 fn an_autoregressive_run_is_audited_without_infilling() {
     let (tmp, data, _) = fixture();
-    let mut args = vec![
-        "--json",
-        "train",
-        "--corpus",
-        "kb",
-        "--objective",
-        "ar",
-        "--epochs",
-        "1",
-        "--max-steps",
-        "6",
-    ];
-    args.extend_from_slice(common::MICRO);
-    let run: serde_json::Value = serde_json::from_slice(&ok(lethe(&data, &args)).stdout).unwrap();
-    let run = run["run_id"].as_str().unwrap();
+    let run = common::micro_run(&data, &["--objective", "ar"]);
+    let run = run.as_str();
     let params = small_params(tmp.path());
     let out = json(&ok(lethe(
         &data,

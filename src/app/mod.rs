@@ -5,6 +5,7 @@ pub mod audit;
 pub mod config;
 pub mod corpus;
 pub mod doctor;
+pub mod gate;
 pub mod init;
 pub mod keys;
 pub mod train;

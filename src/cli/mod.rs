@@ -68,6 +68,17 @@ pub enum Command {
     Model(ModelCommand),
     /// Audit a run for memorization (`lethe audit --run RUN`), or show, list and scan.
     Audit(AuditArgs),
+    /// Release policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Evaluate a run's latest audit against a release policy and record the decision.
+    Gate {
+        #[arg(long)]
+        run: String,
+        /// Policy file (default: the built-in policies/default.toml).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
     /// Run queued jobs (training started with `lethe train --queue` or from the console).
     Worker {
         /// Exit once the queue is empty instead of waiting for more work.
@@ -97,8 +108,11 @@ pub struct AuditArgs {
     #[arg(long)]
     quick: bool,
     /// Audit parameters as JSON (every field of the report's `params`; missing fields take defaults).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "policy")]
     params: Option<PathBuf>,
+    /// Run the audit a release policy asks for: its [audit] parameters, secret packs and deny-list.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Extra secret rule pack (TOML, see docs/secret-rules.md); repeatable. The built-in pack always applies.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
@@ -108,6 +122,14 @@ pub struct AuditArgs {
     /// Queue the audit for a `lethe worker` instead of running it here.
     #[arg(long)]
     queue: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file; errors name the line.
+    Check { file: PathBuf },
+    /// Print the built-in policy (a starting point for your own).
+    Default,
 }
 
 #[derive(Debug, Subcommand)]
@@ -405,6 +427,57 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train(&cli, &globals, args).await,
         Command::Sample(args) => sample(&cli, &globals, args).await,
         Command::Audit(args) => audit(&cli, &globals, args).await,
+        Command::Policy(PolicyCommand::Check { file }) => {
+            let p = crate::policy::Policy::load(file)?;
+            emit(cli.json, &p, || {
+                format!(
+                    "{}: policy {:?} is valid (sha256 {}); {} approvals by {}s{}\n",
+                    file.display(),
+                    p.name,
+                    p.sha256,
+                    p.approvals.required,
+                    p.approvals.role,
+                    if p.approvals.allow_waiver {
+                        ", waivers allowed"
+                    } else {
+                        ""
+                    }
+                )
+            })
+        }
+        Command::Policy(PolicyCommand::Default) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            match out.write_all(crate::policy::DEFAULT_POLICY.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(e).context("cannot write to stdout"))
+                }
+                _ => Ok(()),
+            }
+        }
+        Command::Gate { run, policy } => {
+            let policy = app::gate::load_policy(policy.as_deref())?;
+            let app = App::open(&globals).await?;
+            let g = app.gate(run, &policy, None).await?;
+            emit(cli.json, &g, || {
+                format!(
+                    "gate {} for run {} (audit {}) under policy {:?} ({}, sha256 {}):\n{}decision: {}\n",
+                    g.decision,
+                    g.run,
+                    g.audit,
+                    g.result.policy,
+                    g.policy_origin,
+                    &g.result.policy_sha256[..16],
+                    g.result.table(),
+                    if g.result.passed { "PASSED" } else { "FAILED" }
+                )
+            })?;
+            if g.result.passed {
+                Ok(())
+            } else {
+                Err(GateFailed.into())
+            }
+        }
         Command::Runs(cmd) => runs(&cli, &globals, cmd).await,
         Command::Worker {
             once,
@@ -975,12 +1048,23 @@ async fn audit(cli: &Cli, globals: &Globals, a: &AuditArgs) -> anyhow::Result<()
                 }
                 None => None,
             };
+            let mut rules = a.rules.clone();
+            let mut deny_list = a.deny_list.clone();
+            let params = match &a.policy {
+                Some(file) => {
+                    let p = crate::policy::Policy::load(file)?;
+                    rules.extend(p.secret_packs.iter().cloned());
+                    deny_list = deny_list.or(p.deny_list.clone());
+                    Some(p.audit)
+                }
+                None => params,
+            };
             let req = app::audit::AuditRequest {
                 run: run.clone(),
                 quick: a.quick,
                 params,
-                rules: a.rules.clone(),
-                deny_list: a.deny_list.clone(),
+                rules,
+                deny_list,
                 created_by: None,
             };
             let app = App::open(globals).await?;
@@ -1141,6 +1225,23 @@ async fn runs(cli: &Cli, globals: &Globals, cmd: &RunsCommand) -> anyhow::Result
 }
 
 /// Prints `value` as JSON or `text()` as text.
+/// A gate that evaluated to "failed": the decision is printed already; the process exits with
+/// [`GateFailed::EXIT_CODE`] and no error line, so scripts can tell a failed gate from a broken command.
+#[derive(Debug)]
+pub struct GateFailed;
+
+impl GateFailed {
+    pub const EXIT_CODE: u8 = 3;
+}
+
+impl std::fmt::Display for GateFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the gate failed")
+    }
+}
+
+impl std::error::Error for GateFailed {}
+
 fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
     use std::io::Write;
     let out = if json {

@@ -5,6 +5,7 @@
 
 pub mod audits;
 pub mod corpora;
+pub mod gates;
 pub mod jobs;
 pub mod runs;
 pub mod users;
@@ -18,6 +19,7 @@ use sqlx::{AnyPool, Connection, Executor, Row};
 
 pub use audits::{AuditRow, Audits};
 pub use corpora::{Corpora, CorpusRow, DataKeyRow};
+pub use gates::{GateDecision, Gates};
 pub use jobs::{Job, JobState, Jobs, NewJob};
 pub use runs::{CheckpointRow, MetricRow, RunRow, Runs};
 pub use users::{Role, User, Users};
@@ -234,6 +236,10 @@ impl Store {
 
     pub fn audits(&self) -> Audits<'_> {
         Audits::new(self)
+    }
+
+    pub fn gates(&self) -> Gates<'_> {
+        Gates::new(self)
     }
 
     pub async fn close(&self) {

@@ -182,3 +182,35 @@ pub const MICRO: &[&str] = &[
     "--seed",
     "11",
 ];
+
+/// Trains a `MICRO` model on corpus `kb` for at most six steps (plus `extra` arguments) and returns the
+/// run id.
+pub fn micro_run(data: &std::path::Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "--json",
+        "train",
+        "--corpus",
+        "kb",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "6",
+    ];
+    args.extend_from_slice(MICRO);
+    args.extend_from_slice(extra);
+    let v: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(data, &args)).stdout).expect("train --json prints JSON");
+    v["run_id"].as_str().expect("a run id").to_string()
+}
+
+/// The corpus options the audit and release tests ingest with: a holdout and two canaries.
+pub const AUDITABLE: &[&str] = &[
+    "--vocab",
+    "512",
+    "--holdout",
+    "0.2",
+    "--canaries",
+    "2",
+    "--canary-repeats",
+    "1,8",
+];
