@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod corpus;
+pub mod ledger;
 pub mod model;
 pub mod policy;
 pub mod store;

@@ -275,6 +275,19 @@ impl App {
                     .audits()
                     .succeed(&id, &serde_json::to_value(&report)?, &file, &sha)
                     .await?;
+                let actor = req.created_by.clone().unwrap_or_else(super::cli_actor);
+                self.record(
+                    &actor,
+                    crate::ledger::action::AUDIT_RUN,
+                    &run.id,
+                    serde_json::json!({
+                        "audit": id,
+                        "checkpoint_step": latest.step,
+                        "checkpoint_sha256": latest.sha256,
+                        "evidence_sha256": sha,
+                    }),
+                )
+                .await?;
                 Ok(AuditOutcome {
                     audit: id,
                     run: run.id,

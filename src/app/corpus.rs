@@ -109,6 +109,18 @@ impl App {
             return Err(e.into());
         }
         ingest::mark_registered(&target)?;
+        self.record(
+            &super::cli_actor(),
+            crate::ledger::action::CORPUS_INGEST,
+            &row.id,
+            serde_json::json!({
+                "name": row.name,
+                "documents": row.documents,
+                "tokens": row.tokens,
+                "data_key": row.data_key_id,
+            }),
+        )
+        .await?;
         Ok(report)
     }
 

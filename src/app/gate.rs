@@ -88,6 +88,20 @@ impl App {
                 created_at: crate::store::now_ms(),
             })
             .await?;
+        let actor = created_by.map(str::to_string).unwrap_or_else(super::cli_actor);
+        self.record(
+            &actor,
+            crate::ledger::action::GATE_EVALUATE,
+            &audit.run_id,
+            serde_json::json!({
+                "decision": id,
+                "audit": audit.id,
+                "passed": result.passed,
+                "policy": policy.name,
+                "policy_sha256": policy.sha256,
+            }),
+        )
+        .await?;
         Ok(GateOutcome {
             decision: id,
             run: audit.run_id,

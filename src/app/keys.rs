@@ -69,13 +69,25 @@ impl App {
         let before = Signer::wrapped_version(&self.config.signing_key_file)?;
         Signer::rewrap_file(&self.config.signing_key_file, &ring)?;
         self.keys = std::sync::Arc::new(ring);
-        Ok(RotateReport {
+        let report = RotateReport {
             master_key_id: self.keys.key_id.clone(),
             previous_version: previous,
             new_version,
             data_keys_rewrapped: rewrapped,
             signing_key_rewrapped: before != new_version,
-        })
+        };
+        self.record(
+            &super::cli_actor(),
+            crate::ledger::action::KEYS_ROTATE,
+            &report.master_key_id,
+            serde_json::json!({
+                "previous_version": previous,
+                "new_version": new_version,
+                "data_keys_rewrapped": rewrapped,
+            }),
+        )
+        .await?;
+        Ok(report)
     }
 
     /// Retires `version`, refusing while any key is still wrapped by it.

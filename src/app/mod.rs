@@ -51,6 +51,34 @@ impl App {
     }
 }
 
+impl App {
+    /// Appends a security-relevant event to the ledger, signing a checkpoint of the head when one is due.
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys)
+            .context("cannot unlock the signing key to append to the ledger")?;
+        crate::ledger::append(&self.store, &signer, actor, action, subject, details)
+            .await
+            .with_context(|| format!("cannot record {action} of {subject} in the ledger"))?;
+        Ok(())
+    }
+}
+
+/// Who acts when a command is run from the shell without `--user`: `cli:<login name>`.
+pub fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into())
+    )
+}
+
 /// Fails with a one-line explanation unless `data_dir` holds a Lethe installation.
 pub fn require_initialised(data_dir: &Path) -> anyhow::Result<()> {
     let meta = std::fs::metadata(data_dir).with_context(|| {

@@ -151,19 +151,42 @@ impl App {
             wrapped: wrapped.blob,
         };
         self.store.runs().create(&row, &key_row).await?;
-        self.drive(
-            row,
-            corpus_row.name,
-            cfg,
-            train_w,
-            val_w,
-            key,
-            key_id,
-            None,
-            req.max_steps,
-            progress,
+        let actor = req.created_by.clone().unwrap_or_else(super::cli_actor);
+        self.record(
+            &actor,
+            crate::ledger::action::TRAIN_START,
+            &run_id,
+            serde_json::json!({
+                "corpus": corpus_row.id,
+                "objective": cfg.objective.as_str(),
+                "preset": cfg.preset,
+                "total_steps": cfg.total_steps,
+            }),
         )
-        .await
+        .await?;
+        let summary = self
+            .drive(
+                row,
+                corpus_row.name,
+                cfg,
+                train_w,
+                val_w,
+                key,
+                key_id,
+                None,
+                req.max_steps,
+                progress,
+            )
+            .await;
+        let details = match &summary {
+            Ok(s) => {
+                serde_json::json!({ "finished": s.finished, "step": s.step, "weights_sha256": s.weights_sha256 })
+            }
+            Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
+        };
+        self.record(&actor, crate::ledger::action::TRAIN_END, &run_id, details)
+            .await?;
+        summary
     }
 
     /// Continues a run from its latest checkpoint (or from the start if it never wrote one).

@@ -71,6 +71,9 @@ pub enum Command {
     /// Release policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The tamper-evident ledger of security-relevant events.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Evaluate a run's latest audit against a release policy and record the decision.
     Gate {
         #[arg(long)]
@@ -122,6 +125,20 @@ pub struct AuditArgs {
     /// Queue the audit for a `lethe worker` instead of running it here.
     #[arg(long)]
     queue: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Walk the chain and its signed checkpoints; report the first entry edited, deleted, inserted or
+    /// reordered.
+    Verify,
+    /// Entries, oldest first.
+    Show {
+        /// Only entries at or after this time: RFC 3339 (`2026-11-28T10:00:00Z`), a date, or an age
+        /// (`30m`, `24h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -366,6 +383,8 @@ pub enum KeysCommand {
     },
     /// Master key versions and how many keys each wraps.
     List,
+    /// The appliance's Ed25519 public key (hex), which verifies release bundles and ledger checkpoints.
+    Public,
 }
 
 impl Cli {
@@ -454,6 +473,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => Ok(()),
             }
+        }
+        Command::Ledger(LedgerCommand::Verify) => {
+            let app = App::open(&globals).await?;
+            let signer = crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys)?;
+            match crate::ledger::verify_store(&app.store, &signer.public_key_hex()).await? {
+                Ok(r) => emit(cli.json, &r, || {
+                    format!(
+                        "ledger intact: {} entries, head {} ({}), {} signed checkpoints verified (last at {}); {} \
+                         entries after the last checkpoint\n",
+                        r.entries,
+                        r.head_seq,
+                        &r.head_hash.get(..16).unwrap_or(""),
+                        r.checkpoints_verified,
+                        r.last_checkpoint_seq.map_or("none".into(), |s| s.to_string()),
+                        r.unprotected_tail
+                    )
+                }),
+                Err(b) => anyhow::bail!("ledger verification failed: {b}"),
+            }
+        }
+        Command::Ledger(LedgerCommand::Show { since }) => {
+            let since = since
+                .as_deref()
+                .map(|s| crate::ledger::parse_since(s, crate::store::now_ms()))
+                .transpose()?;
+            let app = App::open(&globals).await?;
+            let entries = app.store.ledger().entries(since).await?;
+            emit(cli.json, &entries, || {
+                let mut out = String::new();
+                for e in &entries {
+                    out.push_str(&format!(
+                        "{:>6}  {}  {:<22} {:<20} {:<24} {}\n",
+                        e.seq,
+                        crate::ledger::format_time(e.at_ms),
+                        e.actor,
+                        e.action,
+                        e.subject,
+                        crate::ledger::canonical_json(&e.details)
+                    ));
+                }
+                out
+            })
         }
         Command::Gate { run, policy } => {
             let policy = app::gate::load_policy(policy.as_deref())?;
@@ -781,6 +842,13 @@ async fn keys(cli: &Cli, globals: &Globals, cmd: &KeysCommand) -> anyhow::Result
         KeysCommand::List => {
             let r = app.keys_list().await?;
             emit(cli.json, &r, || list_text(&r))
+        }
+        KeysCommand::Public => {
+            let signer = crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys)?;
+            let pk = signer.public_key_hex();
+            emit(cli.json, &serde_json::json!({ "public_key": pk }), || {
+                format!("{pk}\n")
+            })
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod audits;
 pub mod corpora;
 pub mod gates;
 pub mod jobs;
+pub mod ledger;
 pub mod runs;
 pub mod users;
 
@@ -240,6 +241,10 @@ impl Store {
 
     pub fn gates(&self) -> Gates<'_> {
         Gates::new(self)
+    }
+
+    pub fn ledger(&self) -> ledger::Ledger<'_> {
+        ledger::Ledger::new(self)
     }
 
     pub async fn close(&self) {

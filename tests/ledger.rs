@@ -1,0 +1,248 @@
+//! The ledger on both engines: concurrent appends form one chain, checkpoints are signed, and `verify`
+//! names the first entry after each kind of direct edit of the database: an edited, deleted, inserted or
+//! reordered entry, a forged checkpoint, a truncated tail.
+
+mod common;
+
+use common::{fails_with, lethe, ok, TestDb};
+use lethe::ledger::{self, BreakKind};
+use lethe::store::Store;
+use lethe::vault::signing::Signer;
+use lethe::vault::MasterKeyRing;
+
+fn signer(dir: &std::path::Path) -> Signer {
+    let ring = MasterKeyRing::generate(0).unwrap();
+    let path = dir.join("signing.key");
+    Signer::create(&path, &ring).unwrap();
+    Signer::load(&path, &ring).unwrap()
+}
+
+async fn append_n(store: &Store, s: &Signer, n: usize) {
+    for i in 0..n {
+        ledger::append(
+            store,
+            s,
+            "alice",
+            "audit.run",
+            &format!("run-{i}"),
+            serde_json::json!({ "i": i, "nested": { "b": 1, "a": [1, 2] } }),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn sql(store: &Store, q: &str) {
+    sqlx::query(q).execute(store.pool()).await.unwrap();
+}
+
+async fn broken(store: &Store, s: &Signer) -> (i64, BreakKind) {
+    let b = ledger::verify_store(store, &s.public_key_hex())
+        .await
+        .unwrap()
+        .expect_err("the tampering is detected");
+    (b.seq, b.kind)
+}
+
+async fn concurrent_appends_form_one_verified_chain(db: &TestDb) {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(signer(tmp.path()));
+    let store = db.open().await;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let (store, s) = (db.open().await, s.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                ledger::append(
+                    &store,
+                    &s,
+                    &format!("w{w}"),
+                    "train.start",
+                    &format!("{w}-{i}"),
+                    serde_json::json!({}),
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let r = ledger::verify_store(&store, &s.public_key_hex())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.entries, 40);
+    assert_eq!(r.head_seq, 40);
+    // A checkpoint at least every 16 entries (concurrent appenders may each sign one a little later).
+    assert!(r.last_checkpoint_seq.is_some_and(|s| s >= 32), "{r:?}");
+    assert!(r.checkpoints_verified >= 2, "{r:?}");
+    // Security-critical actions are checkpointed at once.
+    ledger::append(
+        &store,
+        &s,
+        "bob",
+        "release.approve",
+        "run-x",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let r = ledger::verify_store(&store, &s.public_key_hex())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.last_checkpoint_seq, r.unprotected_tail), (Some(41), 0));
+    // Another key's view of the same ledger: every checkpoint is refused.
+    let other = signer(&tmp.path().join("other").tap_mkdir());
+    let b = ledger::verify_store(&store, &other.public_key_hex())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(b.kind, BreakKind::BadCheckpoint);
+    store.close().await;
+}
+on_both_engines!(
+    concurrent_appends,
+    super::concurrent_appends_form_one_verified_chain
+);
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for std::path::PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
+
+async fn each_direct_edit_is_named(db: &TestDb) {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = signer(tmp.path());
+    // Fresh ledgers for each tampering, in tables of their own database each time.
+    async fn fresh(db: &TestDb, s: &Signer) -> Store {
+        let store = db.open().await;
+        sql(&store, "DELETE FROM ledger_checkpoints").await;
+        sql(&store, "DELETE FROM ledger_entries").await;
+        append_n(&store, s, 20).await;
+        store
+    }
+
+    // Edited: a field changed without fixing the hash.
+    let store = fresh(db, &s).await;
+    sql(
+        &store,
+        "UPDATE ledger_entries SET actor = 'mallory' WHERE seq = 7",
+    )
+    .await;
+    assert_eq!(broken(&store, &s).await, (7, BreakKind::Edited));
+
+    // Edited and every later hash recomputed: the signed checkpoint at 16 no longer matches.
+    let store = fresh(db, &s).await;
+    let entries = store.ledger().entries(None).await.unwrap();
+    sql(&store, "DELETE FROM ledger_entries").await;
+    let mut prev: Option<ledger::Entry> = None;
+    for e in entries {
+        let actor = if e.seq == 5 {
+            "mallory".to_string()
+        } else {
+            e.actor.clone()
+        };
+        let n = ledger::Entry::new(prev.as_ref(), e.at_ms, actor, e.action, e.subject, e.details);
+        assert!(store.ledger().insert(&n).await.unwrap());
+        prev = Some(n);
+    }
+    let b = ledger::verify_store(&store, &s.public_key_hex())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(b.kind, BreakKind::Edited);
+    assert!(b.seq <= 5 && b.through_seq >= 5, "{b}");
+
+    // Deleted: a middle entry removed.
+    let store = fresh(db, &s).await;
+    sql(&store, "DELETE FROM ledger_entries WHERE seq = 9").await;
+    assert_eq!(broken(&store, &s).await, (9, BreakKind::Deleted));
+
+    // Inserted: a forged entry given an unused seq between two real ones is not possible (seqs are
+    // dense), so it takes a real entry's place and pushes the rest up by one.
+    let store = fresh(db, &s).await;
+    for seq in (12..=20).rev() {
+        sql(
+            &store,
+            &format!("UPDATE ledger_entries SET seq = {} WHERE seq = {seq}", seq + 1),
+        )
+        .await;
+    }
+    sql(
+        &store,
+        "INSERT INTO ledger_entries (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
+         SELECT 12, at_ms, 'mallory', 'release.approve', 'run-9', '{}', hash, hash FROM ledger_entries WHERE seq = 11",
+    )
+    .await;
+    assert_eq!(broken(&store, &s).await.1, BreakKind::Inserted);
+    assert_eq!(broken(&store, &s).await.0, 12);
+
+    // Reordered: two entries' seqs swapped.
+    let store = fresh(db, &s).await;
+    sql(&store, "UPDATE ledger_entries SET seq = -3 WHERE seq = 3").await;
+    sql(&store, "UPDATE ledger_entries SET seq = 3 WHERE seq = 4").await;
+    sql(&store, "UPDATE ledger_entries SET seq = 4 WHERE seq = -3").await;
+    assert_eq!(broken(&store, &s).await, (3, BreakKind::Reordered));
+
+    // Truncated: the newest entries deleted below a signed checkpoint.
+    let store = fresh(db, &s).await;
+    sql(&store, "DELETE FROM ledger_entries WHERE seq >= 15").await;
+    assert_eq!(broken(&store, &s).await.1, BreakKind::Truncated);
+
+    // A forged checkpoint (signature of another message).
+    let store = fresh(db, &s).await;
+    sql(
+        &store,
+        "UPDATE ledger_checkpoints SET at_ms = at_ms + 1 WHERE seq = 16",
+    )
+    .await;
+    assert_eq!(broken(&store, &s).await, (16, BreakKind::BadCheckpoint));
+    store.close().await;
+}
+on_both_engines!(direct_edits, super::each_direct_edit_is_named);
+
+#[test]
+fn the_cli_records_events_and_verifies_the_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(lethe(&data, &["init"]));
+    for _ in 0..3 {
+        ok(lethe(&data, &["keys", "rotate"]));
+    }
+    let out = ok(lethe(&data, &["ledger", "verify"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ledger intact: 3 entries"));
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "ledger", "show", "--since", "1h"])).stdout)
+            .unwrap();
+    let actions: Vec<&str> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["keys.rotate"; 3]);
+    let none: serde_json::Value = serde_json::from_slice(
+        &ok(lethe(
+            &data,
+            &["--json", "ledger", "show", "--since", "2999-01-01T00:00:00Z"],
+        ))
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(none.as_array().unwrap().len(), 0);
+    fails_with(
+        &lethe(&data, &["ledger", "show", "--since", "yesterday"]),
+        "yesterday",
+    );
+    let pk = ok(lethe(&data, &["keys", "public"]));
+    assert_eq!(String::from_utf8_lossy(&pk.stdout).trim().len(), 64);
+}
