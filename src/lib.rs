@@ -9,6 +9,7 @@ pub mod corpus;
 pub mod ledger;
 pub mod model;
 pub mod policy;
+pub mod release;
 pub mod store;
 pub mod train;
 pub mod vault;

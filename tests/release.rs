@@ -154,3 +154,448 @@ fn the_gate_records_a_decision_and_a_failed_gate_exits_with_3() {
         "bad.toml:",
     );
 }
+
+/// An initialised appliance with users: returns (tmp, data, passwords by user name).
+fn with_users(
+    users: &[(&str, &str)],
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    std::collections::HashMap<String, String>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let init: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "init"])).stdout).unwrap();
+    let mut pw = std::collections::HashMap::new();
+    pw.insert(
+        "admin".to_string(),
+        init["one_time_password"].as_str().unwrap().to_string(),
+    );
+    for (name, role) in users {
+        let out = ok(as_user(
+            &data,
+            &pw["admin"],
+            &["--json", "users", "add", name, "--role", role, "--user", "admin"],
+        ));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        pw.insert(
+            (*name).to_string(),
+            v["one_time_password"].as_str().unwrap().to_string(),
+        );
+    }
+    (tmp, data, pw)
+}
+
+/// Runs lethe with `LETHE_PASSWORD` set.
+fn as_user(data: &Path, password: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("LETHE_DATABASE_URL")
+        .env_remove("LETHE_MASTER_KEY")
+        .env("LETHE_PASSWORD", password)
+        .output()
+        .unwrap()
+}
+
+/// Ingests, trains as `trainer`, audits and gates under `policy`; returns the run id.
+fn gated_run(tmp: &Path, data: &Path, trainer: (&str, &str), policy: &Path) -> String {
+    let input = tmp.join("in");
+    let out = input.to_str().unwrap();
+    ok(lethe(
+        data,
+        &["corpus", "synth", "--out", out, "--docs", "60", "--seed", "5"],
+    ));
+    let mut ingest = vec!["corpus", "ingest", "--name", "kb"];
+    ingest.extend_from_slice(common::AUDITABLE);
+    ingest.push(out);
+    ok(lethe(data, &ingest));
+    let mut train = vec![
+        "--json",
+        "train",
+        "--user",
+        trainer.0,
+        "--corpus",
+        "kb",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "6",
+    ];
+    train.extend_from_slice(common::MICRO);
+    let v: serde_json::Value = serde_json::from_slice(&ok(as_user(data, trainer.1, &train)).stdout).unwrap();
+    let run = v["run_id"].as_str().unwrap().to_string();
+    let p = policy.to_str().unwrap();
+    ok(lethe(data, &["audit", "--run", &run, "--policy", p]));
+    let _ = lethe(data, &["gate", "--run", &run, "--policy", p]);
+    run
+}
+
+#[test]
+fn two_distinct_reviewers_release_a_run_and_its_bundle_verifies_with_only_the_public_key() {
+    let (tmp, data, pw) = with_users(&[
+        ("olga", "operator"),
+        ("rita", "reviewer"),
+        ("remy", "reviewer"),
+        ("rose", "reviewer"),
+    ]);
+    let policy = write_policy(tmp.path(), "lax.toml", LAX);
+    let p = policy.to_str().unwrap();
+    // Rita trains the model (training needs no particular role), so she may never approve its release.
+    let run = gated_run(tmp.path(), &data, ("rita", &pw["rita"]), &policy);
+    let act = |user: &str, args: &[&str]| {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend_from_slice(&["--run", &run, "--user", user, "--policy", p]);
+        as_user(&data, &pw[user], &a)
+    };
+    fails_with(
+        &as_user(
+            &data,
+            "wrong",
+            &[
+                "release", "request", "--run", &run, "--user", "olga", "--policy", p,
+            ],
+        ),
+        "sign-in failed for user \"olga\"",
+    );
+    fails_with(
+        &act("remy", &["release", "request"]),
+        "needs the operator or admin role; remy is reviewer",
+    );
+    ok(act("olga", &["release", "request"]));
+    fails_with(
+        &act("olga", &["release", "request"]),
+        "already has a release request open or released",
+    );
+    fails_with(
+        &act(
+            "olga",
+            &[
+                "release",
+                "export",
+                "--out",
+                tmp.path().join("early").to_str().unwrap(),
+            ],
+        ),
+        "only an approved release can be exported",
+    );
+
+    fails_with(
+        &act("olga", &["release", "approve", "--comment", "mine"]),
+        "needs the reviewer role; olga is operator",
+    );
+    fails_with(
+        &act("admin", &["release", "approve", "--comment", "boss"]),
+        "needs the reviewer role; admin is admin",
+    );
+    fails_with(
+        &act("rita", &["release", "approve", "--comment", "mine"]),
+        "rita started the training",
+    );
+    ok(act(
+        "remy",
+        &["release", "approve", "--comment", "audit is clean"],
+    ));
+    fails_with(
+        &act("remy", &["release", "approve", "--comment", "twice"]),
+        "remy has already reviewed",
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "release", "status", "--run", &run])).stdout)
+            .unwrap();
+    assert_eq!(status["stage"], "requested");
+    assert_eq!(status["approvals_missing"], 1);
+    ok(act("rose", &["release", "approve", "--comment", "agreed"]));
+    let status: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "release", "status", "--run", &run])).stdout)
+            .unwrap();
+    assert_eq!(status["stage"], "approved");
+
+    let bundle = tmp.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+    ok(act("rose", &["release", "export", "--out", b]));
+    let pk = String::from_utf8(ok(lethe(&data, &["keys", "public"])).stdout).unwrap();
+    let pk = pk.trim();
+    // Verification needs no data directory: only the public key.
+    let nowhere = tmp.path().join("nowhere");
+    ok(lethe(&nowhere, &["release", "verify", b, "--public-key", pk]));
+    let status: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "release", "status", "--run", &run])).stdout)
+            .unwrap();
+    assert_eq!(status["stage"], "released");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    let approvers: Vec<&str> = manifest["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(approvers, ["remy", "rose"]);
+    let card = std::fs::read_to_string(bundle.join("MODEL_CARD.md")).unwrap();
+    assert!(
+        card.contains("remy (reviewer)") && card.contains("max_exact_extraction"),
+        "{card}"
+    );
+
+    // Any changed byte in any file, a removed file, or another key fails, naming what is wrong.
+    for name in [
+        "model.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "MODEL_CARD.md",
+        "audit.json",
+        "manifest.json",
+        "manifest.sig",
+    ] {
+        let copy = tmp.path().join(format!("copy-{name}"));
+        copy_dir(&bundle, &copy);
+        let f = copy.join(name);
+        let mut bytes = std::fs::read(&f).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x01;
+        std::fs::write(&f, &bytes).unwrap();
+        let o = lethe(
+            &nowhere,
+            &["release", "verify", copy.to_str().unwrap(), "--public-key", pk],
+        );
+        let named = if name == "manifest.json" {
+            "manifest.sig"
+        } else {
+            name
+        };
+        fails_with(&o, named);
+    }
+    let copy = tmp.path().join("copy-removed");
+    copy_dir(&bundle, &copy);
+    std::fs::remove_file(copy.join("tokenizer.json")).unwrap();
+    fails_with(
+        &lethe(
+            &nowhere,
+            &["release", "verify", copy.to_str().unwrap(), "--public-key", pk],
+        ),
+        "tokenizer.json: missing",
+    );
+    let other = tmp.path().join("other");
+    let init: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&other, &["--json", "init"])).stdout).unwrap();
+    let other_pk = init["signing_public_key"].as_str().unwrap();
+    fails_with(
+        &lethe(&nowhere, &["release", "verify", b, "--public-key", other_pk]),
+        "fingerprint",
+    );
+
+    // Every step is in the ledger, and the ledger is intact.
+    let entries: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "ledger", "show"])).stdout).unwrap();
+    let actions: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "user.create",
+        "corpus.ingest",
+        "train.start",
+        "train.end",
+        "audit.run",
+        "gate.evaluate",
+        "release.request",
+        "release.approve",
+        "release.export",
+        "auth.sign_in_failed",
+    ] {
+        assert!(actions.contains(&a), "no {a} in {actions:?}");
+    }
+    ok(lethe(&data, &["ledger", "verify"]));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn failed_gates_need_a_waiver_and_new_audits_or_policies_void_requests() {
+    let (tmp, data, pw) = with_users(&[
+        ("olga", "operator"),
+        ("remy", "reviewer"),
+        ("rose", "reviewer"),
+        ("rick", "reviewer"),
+    ]);
+    let strict_text = LAX
+        .replace("max_exact_extraction = 1.0", "max_exact_extraction = 0.0")
+        .replace("max_membership_auc = 1.0", "max_membership_auc = 0.5")
+        .replace("max_canary_exposure = 64.0", "max_canary_exposure = 0.0");
+    let strict = write_policy(tmp.path(), "strict.toml", &strict_text);
+    let run = gated_run(tmp.path(), &data, ("olga", &pw["olga"]), &strict);
+    let s = strict.to_str().unwrap();
+    let req = |policy: &str, extra: &[&str]| {
+        let mut a = vec![
+            "release", "request", "--run", &run, "--user", "olga", "--policy", policy,
+        ];
+        a.extend_from_slice(extra);
+        as_user(&data, &pw["olga"], &a)
+    };
+    fails_with(&req(s, &[]), "a failed gate cannot be released");
+    fails_with(
+        &req(s, &["--waiver", "synthetic test data, accepted risk"]),
+        "allows no waiver",
+    );
+    let waivable = write_policy(
+        tmp.path(),
+        "waivable.toml",
+        &format!("{strict_text}allow_waiver = true\n"),
+    );
+    let w = waivable.to_str().unwrap();
+    fails_with(&req(w, &[]), "has not been gated under policy");
+    let _ = lethe(&data, &["gate", "--run", &run, "--policy", w]);
+    fails_with(&req(w, &["--waiver", "too short"]), "at least 20 characters");
+    let r: serde_json::Value = serde_json::from_slice(
+        &ok(req(
+            w,
+            &["--json", "--waiver", "synthetic test data, accepted risk"],
+        ))
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(r["required_approvals"], 3, "a waiver needs one approval more");
+
+    let approve = |user: &str, policy: &str| {
+        as_user(
+            &data,
+            &pw[user],
+            &[
+                "release",
+                "approve",
+                "--run",
+                &run,
+                "--user",
+                user,
+                "--policy",
+                policy,
+                "--comment",
+                "ok",
+            ],
+        )
+    };
+    ok(approve("remy", w));
+    // Another policy than the one the request was gated under voids it.
+    let edited = write_policy(
+        tmp.path(),
+        "edited.toml",
+        &format!("{strict_text}allow_waiver = true\n# edited\n"),
+    );
+    fails_with(
+        &approve("rose", edited.to_str().unwrap()),
+        "is void, and its approvals with it",
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "release", "status", "--run", &run])).stdout)
+            .unwrap();
+    assert_eq!(status["stage"], "void");
+    fails_with(&approve("rose", w), "not open for review");
+
+    // A new request, then a new audit: void again.
+    ok(req(w, &["--waiver", "synthetic test data, accepted risk"]));
+    ok(approve("remy", w));
+    ok(lethe(&data, &["audit", "--run", &run, "--policy", w]));
+    fails_with(&approve("rose", w), "was audited again");
+}
+
+#[test]
+fn two_reviewers_approving_at_the_same_moment_make_one_approval_each_and_one_release() {
+    let (tmp, data, pw) = with_users(&[("olga", "operator"), ("remy", "reviewer"), ("rose", "reviewer")]);
+    let policy = write_policy(tmp.path(), "lax.toml", LAX);
+    let p = policy.to_str().unwrap();
+    let run = gated_run(tmp.path(), &data, ("olga", &pw["olga"]), &policy);
+    ok(as_user(
+        &data,
+        &pw["olga"],
+        &[
+            "release", "request", "--run", &run, "--user", "olga", "--policy", p,
+        ],
+    ));
+    let spawn = |user: &str, args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(&args)
+            .env_remove("LETHE_DATABASE_URL")
+            .env("LETHE_PASSWORD", &pw[user])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let approve = |user: &str| {
+        spawn(
+            user,
+            [
+                "release",
+                "approve",
+                "--run",
+                &run,
+                "--user",
+                user,
+                "--policy",
+                p,
+                "--comment",
+                "ok",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+    };
+    let (a, b) = (approve("remy"), approve("rose"));
+    for c in [a, b] {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let status: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "release", "status", "--run", &run])).stdout)
+            .unwrap();
+    assert_eq!(status["stage"], "approved");
+    assert_eq!(status["reviews"].as_array().unwrap().len(), 2);
+    // Two exports at once: one release, two bundles that both verify.
+    let export = |user: &str, dir: &str| {
+        spawn(
+            user,
+            [
+                "release", "export", "--run", &run, "--user", user, "--policy", p, "--out", dir,
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+    };
+    let d1 = tmp.path().join("b1");
+    let d2 = tmp.path().join("b2");
+    let (x, y) = (
+        export("remy", d1.to_str().unwrap()),
+        export("rose", d2.to_str().unwrap()),
+    );
+    for c in [x, y] {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    ok(lethe(&data, &["release", "verify", d1.to_str().unwrap()]));
+    ok(lethe(&data, &["release", "verify", d2.to_str().unwrap()]));
+    let entries: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "ledger", "show"])).stdout).unwrap();
+    let requests = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "release.request")
+        .count();
+    assert_eq!(requests, 1);
+    let status: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "release", "status", "--run", &run])).stdout)
+            .unwrap();
+    assert_eq!(status["stage"], "released");
+}

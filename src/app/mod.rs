@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod gate;
 pub mod init;
 pub mod keys;
+pub mod release;
 pub mod train;
 pub mod worker;
 

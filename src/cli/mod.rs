@@ -71,6 +71,12 @@ pub enum Command {
     /// Release policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Accounts: add and list users (admins only).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// The release workflow: request, approve, reject, status, export, verify.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
     /// The tamper-evident ledger of security-relevant events.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -125,6 +131,78 @@ pub struct AuditArgs {
     /// Queue the audit for a `lethe worker` instead of running it here.
     #[arg(long)]
     queue: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an account with a one-time password (printed once).
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["admin", "operator", "reviewer", "auditor"])]
+        role: String,
+        /// The admin doing it (password from LETHE_PASSWORD or a prompt).
+        #[arg(long)]
+        user: String,
+    },
+    /// Accounts and their roles.
+    List,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReleaseTarget {
+    #[arg(long)]
+    run: String,
+    /// Acting user (password from LETHE_PASSWORD or a prompt).
+    #[arg(long)]
+    user: String,
+    /// The policy in force (default: the built-in one). It must be the one the gate used.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Ask for the release of a gated run (operators and admins).
+    Request {
+        #[command(flatten)]
+        target: ReleaseTarget,
+        /// For a failed gate, where the policy allows it: the written justification (needs one approval more).
+        #[arg(long)]
+        waiver: Option<String>,
+    },
+    /// Approve the run's open release request (the policy's approving role; not its trainer or requester).
+    Approve {
+        #[command(flatten)]
+        target: ReleaseTarget,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Reject the run's open release request.
+    Reject {
+        #[command(flatten)]
+        target: ReleaseTarget,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Where the run stands: audit, gate, request, approvals.
+    Status {
+        #[arg(long)]
+        run: String,
+    },
+    /// Release an approved run and write its signed bundle into a new directory.
+    Export {
+        #[command(flatten)]
+        target: ReleaseTarget,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Check a bundle with only the public key: every file's hash and the signature.
+    Verify {
+        dir: PathBuf,
+        /// The appliance's public key (`lethe keys public`); default: this data directory's.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +273,10 @@ pub enum JobsCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
+    /// Train as this user (password from LETHE_PASSWORD or a prompt): the run records who started it,
+    /// and that user may never approve its release.
+    #[arg(long)]
+    user: Option<String>,
     /// Corpus to train on.
     #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
     corpus: Option<String>,
@@ -474,6 +556,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
+        Command::Users(cmd) => users(&cli, &globals, cmd).await,
+        Command::Release(cmd) => release_cmd(&cli, &globals, cmd).await,
         Command::Ledger(LedgerCommand::Verify) => {
             let app = App::open(&globals).await?;
             let signer = crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys)?;
@@ -929,6 +1013,10 @@ fn fmt_duration(s: f64) -> String {
 
 async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()> {
     let app = App::open(globals).await?;
+    let created_by = match &a.user {
+        Some(u) => Some(signed_in(&app, u).await?.username),
+        None => None,
+    };
     let mut progress = progress_printer(cli.json);
     let summary = if let Some(run) = &a.resume {
         app.resume(run, a.max_steps, &mut progress).await?
@@ -960,7 +1048,7 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
             corpus: a.corpus.clone().unwrap_or_default(),
             spec,
             max_steps: a.max_steps,
-            created_by: None,
+            created_by,
         };
         if a.queue {
             let id = app.enqueue_train(&req).await?;
@@ -1293,6 +1381,185 @@ async fn runs(cli: &Cli, globals: &Globals, cmd: &RunsCommand) -> anyhow::Result
 }
 
 /// Prints `value` as JSON or `text()` as text.
+/// Reads `user`'s password from `LETHE_PASSWORD`, or asks for it on the terminal without echo, and signs
+/// the user in.
+async fn signed_in(app: &App, user: &str) -> anyhow::Result<crate::store::User> {
+    let password = match std::env::var("LETHE_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => read_password(user)?,
+    };
+    app.authenticate(user, &password).await
+}
+
+fn read_password(user: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let tty = std::io::stdin().is_terminal();
+    if tty {
+        eprint!("password for {user}: ");
+        let _ = std::io::stderr().flush();
+        let _ = std::process::Command::new("stty").arg("-echo").status();
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        let _ = std::process::Command::new("stty").arg("echo").status();
+        eprintln!();
+    }
+    read.map_err(|e| anyhow::anyhow!("cannot read the password: {e}"))?;
+    let p = line.trim_end_matches(['\n', '\r']).to_string();
+    if p.is_empty() {
+        anyhow::bail!("no password given for {user} (set LETHE_PASSWORD or type it when asked)");
+    }
+    Ok(p)
+}
+
+async fn users(cli: &Cli, globals: &Globals, cmd: &UsersCommand) -> anyhow::Result<()> {
+    let app = App::open(globals).await?;
+    match cmd {
+        UsersCommand::Add { name, role, user } => {
+            let admin = signed_in(&app, user).await?;
+            let role: crate::store::Role =
+                role.parse().map_err(|_| anyhow::anyhow!("unknown role {role}"))?;
+            let password = app.add_user(&admin, name, role).await?;
+            emit(
+                cli.json,
+                &serde_json::json!({ "user": name, "role": role, "one_time_password": password }),
+                || format!("created {role} {name}; one-time password (shown once): {password}\n"),
+            )
+        }
+        UsersCommand::List => {
+            let list = app.store.users().list().await?;
+            emit(cli.json, &list, || {
+                let mut out = format!("{:<24} {:<10} {}\n", "USER", "ROLE", "STATE");
+                for u in &list {
+                    let state = if u.disabled {
+                        "disabled"
+                    } else if u.must_change_password {
+                        "one-time password"
+                    } else {
+                        "active"
+                    };
+                    out.push_str(&format!("{:<24} {:<10} {state}\n", u.username, u.role.as_str()));
+                }
+                out
+            })
+        }
+    }
+}
+
+fn status_text(s: &app::release::ReleaseStatus) -> String {
+    let mut out = format!("run {}: {}\n", s.run, s.stage);
+    if let Some(a) = &s.audit {
+        out.push_str(&format!("  audit     {a}\n"));
+    }
+    if let Some(g) = &s.gate {
+        out.push_str(&format!(
+            "  gate      {} {} under policy {:?}\n",
+            g.id,
+            if g.passed { "passed" } else { "FAILED" },
+            g.policy_name
+        ));
+    }
+    if let Some(r) = &s.release {
+        out.push_str(&format!(
+            "  release   {} {} (requested by {}; {} approvals of {} by {}s needed{}){}\n",
+            r.id,
+            r.state,
+            r.requested_by,
+            s.reviews.iter().filter(|x| x.decision == "approve").count(),
+            r.required_approvals,
+            r.approver_role,
+            if r.waiver.is_some() {
+                ", under a waiver"
+            } else {
+                ""
+            },
+            r.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
+        ));
+        for v in &s.reviews {
+            out.push_str(&format!(
+                "    {} {} ({}): {}\n",
+                v.decision, v.username, v.role, v.comment
+            ));
+        }
+    }
+    out
+}
+
+async fn release_cmd(cli: &Cli, globals: &Globals, cmd: &ReleaseCommand) -> anyhow::Result<()> {
+    if let ReleaseCommand::Verify { dir, public_key } = cmd {
+        let pk = match public_key {
+            Some(k) => k.clone(),
+            None => {
+                let app = App::open(globals).await.map_err(|e| {
+                    e.context("no --public-key given and no data directory to read the appliance's key from")
+                })?;
+                crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys)?.public_key_hex()
+            }
+        };
+        let v = app::release::verify_bundle(dir, &pk)?;
+        return emit(cli.json, &v.manifest, || {
+            format!(
+                "{}: bundle verified: {} files, signed by key {} (run {}, audit {}, policy sha256 {})\n",
+                dir.display(),
+                v.manifest.files.len(),
+                v.key_fingerprint,
+                v.manifest.run_id,
+                v.manifest.audit_id,
+                v.manifest.policy_sha256
+            )
+        });
+    }
+    let app = App::open(globals).await?;
+    if let ReleaseCommand::Status { run } = cmd {
+        let s = app.release_status(run).await?;
+        return emit(cli.json, &s, || status_text(&s));
+    }
+    let target = match cmd {
+        ReleaseCommand::Request { target, .. }
+        | ReleaseCommand::Approve { target, .. }
+        | ReleaseCommand::Reject { target, .. }
+        | ReleaseCommand::Export { target, .. } => target,
+        ReleaseCommand::Status { .. } | ReleaseCommand::Verify { .. } => unreachable!("handled above"),
+    };
+    let policy = app::gate::load_policy(target.policy.as_deref())?;
+    let user = signed_in(&app, &target.user).await?;
+    match cmd {
+        ReleaseCommand::Request { waiver, .. } => {
+            let r = app
+                .request_release(&user, &target.run, &policy, waiver.as_deref())
+                .await?;
+            emit(cli.json, &r, || {
+                format!(
+                    "release {} of run {} requested by {}; needs {} approvals by {}s\n",
+                    r.id, r.run_id, r.requested_by, r.required_approvals, r.approver_role
+                )
+            })
+        }
+        ReleaseCommand::Approve { comment, .. } | ReleaseCommand::Reject { comment, .. } => {
+            let approve = matches!(cmd, ReleaseCommand::Approve { .. });
+            let s = app
+                .review_release(&user, &target.run, &policy, approve, comment)
+                .await?;
+            emit(cli.json, &s, || status_text(&s))
+        }
+        ReleaseCommand::Export { out, .. } => {
+            let e = app.export_release(&user, &target.run, &policy, out).await?;
+            emit(cli.json, &e, || {
+                format!(
+                    "release {} exported to {} ({} files, manifest signed by key {}); check it with `lethe release verify {} --public-key $(lethe keys public)`\n",
+                    e.release,
+                    e.dir,
+                    e.manifest.files.len(),
+                    e.manifest.key_id,
+                    e.dir
+                )
+            })
+        }
+        ReleaseCommand::Status { .. } | ReleaseCommand::Verify { .. } => unreachable!("handled above"),
+    }
+}
+
 /// A gate that evaluated to "failed": the decision is printed already; the process exits with
 /// [`GateFailed::EXIT_CODE`] and no error line, so scripts can tell a failed gate from a broken command.
 #[derive(Debug)]

@@ -8,6 +8,7 @@ pub mod corpora;
 pub mod gates;
 pub mod jobs;
 pub mod ledger;
+pub mod releases;
 pub mod runs;
 pub mod users;
 
@@ -22,6 +23,7 @@ pub use audits::{AuditRow, Audits};
 pub use corpora::{Corpora, CorpusRow, DataKeyRow};
 pub use gates::{GateDecision, Gates};
 pub use jobs::{Job, JobState, Jobs, NewJob};
+pub use releases::{ReleaseRow, Releases, ReviewOutcome, ReviewRow};
 pub use runs::{CheckpointRow, MetricRow, RunRow, Runs};
 pub use users::{Role, User, Users};
 
@@ -241,6 +243,10 @@ impl Store {
 
     pub fn gates(&self) -> Gates<'_> {
         Gates::new(self)
+    }
+
+    pub fn releases(&self) -> Releases<'_> {
+        Releases::new(self)
     }
 
     pub fn ledger(&self) -> ledger::Ledger<'_> {

@@ -1,0 +1,471 @@
+//! Accounts and the release workflow as use cases: sign a user in, add users, ask for a release, approve
+//! or reject it, show where it stands, export the signed bundle and verify one. The rules are
+//! [`crate::release`]'s; every step is recorded in the ledger.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::App;
+use crate::ledger::action;
+use crate::policy::Policy;
+use crate::release::{self, bundle};
+use crate::store::{ReleaseRow, ReviewOutcome, ReviewRow, Role, User};
+
+/// Where a run stands on its way to release.
+#[derive(Debug, Serialize)]
+pub struct ReleaseStatus {
+    pub run: String,
+    pub audit: Option<String>,
+    pub gate: Option<crate::store::GateDecision>,
+    pub release: Option<ReleaseRow>,
+    pub reviews: Vec<ReviewRow>,
+    /// Approvals still missing (0 once approved).
+    pub approvals_missing: i64,
+    /// The stage in words: trained, audited, gate passed, gate failed, requested, approved, released,
+    /// rejected, void.
+    pub stage: String,
+}
+
+/// A bundle written by `release export`.
+#[derive(Debug, Serialize)]
+pub struct Exported {
+    pub release: String,
+    pub dir: String,
+    pub manifest: bundle::Manifest,
+}
+
+impl App {
+    /// Checks a user's password (off the async threads: the hash is deliberately slow) and records the
+    /// sign-in or the failed attempt in the ledger.
+    pub async fn authenticate(&self, username: &str, password: &str) -> anyhow::Result<User> {
+        let user = self.store.users().by_username(username).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_default();
+        let pw = password.to_string();
+        let good = tokio::task::spawn_blocking(move || {
+            !stored.is_empty() && crate::vault::password::verify(&pw, &stored)
+        })
+        .await
+        .context("checking the password was interrupted")?;
+        match user {
+            Some(u) if good && !u.disabled => {
+                self.record(
+                    &u.username,
+                    action::SIGN_IN,
+                    &u.username,
+                    serde_json::json!({ "via": "cli" }),
+                )
+                .await?;
+                Ok(u)
+            }
+            _ => {
+                self.record(
+                    username,
+                    action::SIGN_IN_FAILED,
+                    username,
+                    serde_json::json!({ "via": "cli" }),
+                )
+                .await?;
+                anyhow::bail!("sign-in failed for user {username:?}: wrong user name or password, or the account is disabled")
+            }
+        }
+    }
+
+    /// Creates a user with a one-time password (returned); only an admin may.
+    pub async fn add_user(&self, admin: &User, username: &str, role: Role) -> anyhow::Result<String> {
+        if admin.role != Role::Admin {
+            anyhow::bail!(
+                "adding users needs the admin role; {} is {}",
+                admin.username,
+                admin.role
+            );
+        }
+        if username.is_empty()
+            || username.len() > 64
+            || !username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            anyhow::bail!("user name {username:?} must be 1 to 64 letters, digits, '.', '_' or '-'");
+        }
+        let password = crate::vault::password::generate_one_time()?;
+        let pw = password.clone();
+        let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
+            .await
+            .context("hashing the password was interrupted")??;
+        let user = self.store.users().create(username, role, &hash, true).await?;
+        self.record(
+            &admin.username,
+            action::USER_CREATE,
+            &user.username,
+            serde_json::json!({ "role": role.as_str() }),
+        )
+        .await?;
+        Ok(password)
+    }
+
+    /// Asks for the release of a run whose latest audit was gated under `policy`.
+    pub async fn request_release(
+        &self,
+        user: &User,
+        run_id: &str,
+        policy: &Policy,
+        waiver: Option<&str>,
+    ) -> anyhow::Result<ReleaseRow> {
+        release::may_request(user)?;
+        let (audit, _) = self.latest_audit(run_id).await?;
+        let gate = self
+            .store
+            .gates()
+            .for_run(&audit.run_id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|g| g.audit_id == audit.id && g.policy_sha256 == policy.sha256)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "audit {} of run {} has not been gated under policy {:?} (sha256 {}); run `lethe gate --run {}` first",
+                    audit.id,
+                    audit.run_id,
+                    policy.name,
+                    &policy.sha256[..16],
+                    audit.run_id
+                )
+            })?;
+        let required = release::required_approvals(policy, gate.passed, waiver)?;
+        let now = crate::store::now_ms();
+        let row = ReleaseRow {
+            id: format!("rel-{}", crate::vault::random_hex(6)?),
+            run_id: audit.run_id.clone(),
+            audit_id: audit.id.clone(),
+            gate_id: gate.id.clone(),
+            gate_passed: gate.passed,
+            policy_sha256: policy.sha256.clone(),
+            required_approvals: required as i64,
+            approver_role: policy.approvals.role.as_str().to_string(),
+            waiver: waiver.map(str::to_string),
+            state: "requested".into(),
+            reason: None,
+            requested_by: user.username.clone(),
+            created_at: now,
+            updated_at: now,
+            released_at: None,
+        };
+        if !self.store.releases().create(&row).await? {
+            anyhow::bail!(
+                "run {} already has a release request open or released (`lethe release status --run {}`)",
+                row.run_id,
+                row.run_id
+            );
+        }
+        self.record(
+            &user.username,
+            action::RELEASE_REQUEST,
+            &row.run_id,
+            serde_json::json!({
+                "release": row.id, "audit": row.audit_id, "gate": row.gate_id, "gate_passed": row.gate_passed,
+                "policy_sha256": row.policy_sha256, "required_approvals": required, "waiver": row.waiver,
+            }),
+        )
+        .await?;
+        Ok(row)
+    }
+
+    /// The run's open request, voided first if a newer audit or another policy made it stale.
+    async fn open_release(&self, run_id: &str, policy: &Policy) -> anyhow::Result<ReleaseRow> {
+        let run = self.run_row(run_id).await?;
+        let rel = self.store.releases().latest(&run.id).await?.ok_or_else(|| {
+            anyhow::anyhow!("run {} has no release request (`lethe release request`)", run.id)
+        })?;
+        if matches!(rel.state.as_str(), "requested" | "approved") {
+            let latest = self
+                .store
+                .audits()
+                .list(Some(&run.id))
+                .await?
+                .into_iter()
+                .rev()
+                .find(|a| a.state == "succeeded")
+                .map(|a| a.id)
+                .unwrap_or_default();
+            if let Some(why) = release::stale(&rel, &latest, policy) {
+                if self
+                    .store
+                    .releases()
+                    .transition(&rel.id, &rel.state, "void", Some(&why))
+                    .await?
+                {
+                    self.record(
+                        crate::ledger::SYSTEM_ACTOR,
+                        "release.void",
+                        &run.id,
+                        serde_json::json!({ "release": rel.id, "reason": why }),
+                    )
+                    .await?;
+                }
+                anyhow::bail!(
+                    "release {} is void, and its approvals with it: {why}; gate and request it again",
+                    rel.id
+                );
+            }
+        }
+        Ok(rel)
+    }
+
+    /// Approves or rejects the run's open release request as `user`.
+    pub async fn review_release(
+        &self,
+        user: &User,
+        run_id: &str,
+        policy: &Policy,
+        approve: bool,
+        comment: &str,
+    ) -> anyhow::Result<ReleaseStatus> {
+        if comment.trim().is_empty() {
+            anyhow::bail!("a review needs a comment (--comment TEXT)");
+        }
+        let rel = self.open_release(run_id, policy).await?;
+        let run = self.run_row(&rel.run_id).await?;
+        release::may_review(user, &rel, run.created_by.as_deref())?;
+        match self
+            .store
+            .releases()
+            .review(&rel.id, &user.username, user.role.as_str(), approve, comment)
+            .await?
+        {
+            ReviewOutcome::NotOpen(state) => {
+                anyhow::bail!("release {} is {state}, not open for review", rel.id)
+            }
+            ReviewOutcome::AlreadyReviewed => {
+                anyhow::bail!(
+                    "{} has already reviewed release {}; approvals come from distinct users",
+                    user.username,
+                    rel.id
+                )
+            }
+            ReviewOutcome::Recorded { state, approvals } => {
+                self.record(
+                    &user.username,
+                    if approve { action::RELEASE_APPROVE } else { action::RELEASE_REJECT },
+                    &rel.run_id,
+                    serde_json::json!({ "release": rel.id, "comment": comment, "approvals": approvals, "state": state }),
+                )
+                .await?;
+            }
+        }
+        self.release_status(&rel.run_id).await
+    }
+
+    pub async fn release_status(&self, run_id: &str) -> anyhow::Result<ReleaseStatus> {
+        let run = self.run_row(run_id).await?;
+        let audit = self
+            .store
+            .audits()
+            .list(Some(&run.id))
+            .await?
+            .into_iter()
+            .rev()
+            .find(|a| a.state == "succeeded");
+        let gate = match &audit {
+            Some(a) => self
+                .store
+                .gates()
+                .for_run(&run.id)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|g| g.audit_id == a.id),
+            None => None,
+        };
+        let release = self.store.releases().latest(&run.id).await?;
+        let reviews = match &release {
+            Some(r) => self.store.releases().reviews(&r.id).await?,
+            None => Vec::new(),
+        };
+        let approvals = reviews.iter().filter(|r| r.decision == "approve").count() as i64;
+        let stage = match (&release, &gate, &audit) {
+            (Some(r), _, _) => r.state.clone(),
+            (None, Some(g), _) => if g.passed { "gate passed" } else { "gate failed" }.to_string(),
+            (None, None, Some(_)) => "audited".into(),
+            (None, None, None) => "trained".into(),
+        };
+        let approvals_missing = match &release {
+            Some(r) if r.state == "requested" => (r.required_approvals - approvals).max(0),
+            _ => 0,
+        };
+        Ok(ReleaseStatus {
+            run: run.id,
+            audit: audit.map(|a| a.id),
+            gate,
+            release,
+            reviews,
+            approvals_missing,
+            stage,
+        })
+    }
+
+    /// Releases an approved run (once) and writes its signed bundle to `out`.
+    pub async fn export_release(
+        &self,
+        user: &User,
+        run_id: &str,
+        policy: &Policy,
+        out: &Path,
+    ) -> anyhow::Result<Exported> {
+        if user.role == Role::Auditor {
+            anyhow::bail!(
+                "exporting a release needs the operator, reviewer or admin role; {} is an auditor",
+                user.username
+            );
+        }
+        let rel = self.open_release(run_id, policy).await?;
+        match rel.state.as_str() {
+            "approved" => {
+                // Only one process moves it to released; a second exporter finds it released already.
+                self.store.releases().transition(&rel.id, "approved", "released", None).await?;
+            }
+            "released" => {}
+            other => anyhow::bail!(
+                "release {} is {other}; only an approved release can be exported (`lethe release status --run {}`)",
+                rel.id,
+                rel.run_id
+            ),
+        }
+        let status = self.release_status(&rel.run_id).await?;
+        let audit = self.audit_row(&rel.audit_id).await?;
+        let run = self.run_row(&rel.run_id).await?;
+        let ckpt = self
+            .store
+            .runs()
+            .checkpoints(&run.id)
+            .await?
+            .into_iter()
+            .find(|c| c.sha256 == audit.checkpoint_sha256)
+            .ok_or_else(|| anyhow::anyhow!("the audited checkpoint of run {} is gone", run.id))?;
+        let key = self.run_key(&run).await?;
+        let (_, sealed) = self.run_corpus(&run).await?;
+        let path = self.config.data_dir.join(&run.directory).join(&ckpt.file);
+        let (rid, step) = (run.id.clone(), ckpt.step as u64);
+        let weights = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+            let bytes = crate::train::checkpoint::read_sealed(&path, &rid, step, &key)?;
+            Ok(bundle::plain_weights(&bytes)?)
+        })
+        .await
+        .context("reading the checkpoint was interrupted")??;
+        let tokenizer = sealed.tokenizer()?.to_json()?;
+        let report: crate::audit::AuditReport =
+            serde_json::from_value(audit.report.clone().unwrap_or_default())
+                .context("the audit report is not readable")?;
+        let gate_rows: Vec<crate::policy::GateRow> = match &status.gate {
+            Some(g) => serde_json::from_value(g.rows.clone()).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let config = serde_json::json!({ "run": run.id, "objective": run.objective, "preset": run.preset, "training": run.config });
+        let card = model_card(
+            &run,
+            &sealed.manifest.stats,
+            &report,
+            &gate_rows,
+            &rel,
+            &status.reviews,
+        );
+        let approvals: Vec<serde_json::Value> = status
+            .reviews
+            .iter()
+            .filter(|r| r.decision == "approve")
+            .map(|r| serde_json::json!({ "user": r.username, "role": r.role, "comment": r.comment, "at": crate::ledger::format_time(r.created_at) }))
+            .collect();
+        let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys)?;
+        let files: Vec<(&'static str, Vec<u8>)> = vec![
+            ("model.safetensors", weights),
+            ("tokenizer.json", tokenizer.into_bytes()),
+            ("config.json", serde_json::to_vec_pretty(&config)?),
+            ("MODEL_CARD.md", card.into_bytes()),
+            ("audit.json", serde_json::to_vec_pretty(&report)?),
+        ];
+        let input = bundle::ManifestInput {
+            created_at: crate::ledger::format_time(crate::store::now_ms()),
+            run_id: run.id.clone(),
+            audit_id: audit.id.clone(),
+            policy_sha256: rel.policy_sha256.clone(),
+            key_id: None,
+            public_key_hex: signer.public_key_hex(),
+            approvals,
+            extra: serde_json::json!({ "release": rel.id, "gate": rel.gate_id, "waiver": rel.waiver }),
+        };
+        let out_dir = out.to_path_buf();
+        let manifest = tokio::task::spawn_blocking(move || {
+            let sign = |m: &[u8]| signer.sign(m);
+            let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+            bundle::write_bundle(&out_dir, &refs, input, &sign)
+        })
+        .await
+        .context("writing the bundle was interrupted")??;
+        self.record(
+            &user.username,
+            action::RELEASE_EXPORT,
+            &run.id,
+            serde_json::json!({ "release": rel.id, "dir": out.display().to_string(), "key_id": manifest.key_id }),
+        )
+        .await?;
+        Ok(Exported {
+            release: rel.id,
+            dir: out.display().to_string(),
+            manifest,
+        })
+    }
+}
+
+/// The model card: what was trained on what (figures, never corpus text), the audit, the gate and the
+/// approvals.
+fn model_card(
+    run: &crate::store::RunRow,
+    stats: &crate::corpus::CorpusStats,
+    report: &crate::audit::AuditReport,
+    gate: &[crate::policy::GateRow],
+    rel: &ReleaseRow,
+    reviews: &[ReviewRow],
+) -> String {
+    let mut s = format!("# Model card: run {}\n\n", run.id);
+    s.push_str(&format!(
+        "## Training\n\n- objective: {}\n- preset: {}\n- configuration: see `config.json`\n\n",
+        run.objective, run.preset
+    ));
+    s.push_str(&format!(
+        "## Data (summary only; no corpus text)\n\n- documents: {}\n- tokens: {}\n- vocabulary: {}\n\n",
+        stats.documents, stats.tokens, stats.vocab
+    ));
+    s.push_str("## Memorization audit\n\n```\n");
+    s.push_str(&report.summary());
+    s.push_str("```\n\nFull figures: `audit.json`.\n\n## Release gate\n\n| rule | measured | threshold | result |\n| --- | --- | --- | --- |\n");
+    for g in gate {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            g.rule,
+            g.measured.map_or("-".into(), |m| format!("{m:.4}")),
+            g.threshold,
+            if g.passed { "pass" } else { "FAIL" }
+        ));
+    }
+    s.push_str(&format!("\nPolicy SHA-256: `{}`\n", rel.policy_sha256));
+    if let Some(w) = &rel.waiver {
+        s.push_str(&format!("\n**Released under a waiver:** {w}\n"));
+    }
+    s.push_str("\n## Approvals\n\n");
+    for r in reviews.iter().filter(|r| r.decision == "approve") {
+        s.push_str(&format!(
+            "- {} ({}) at {}: {}\n",
+            r.username,
+            r.role,
+            crate::ledger::format_time(r.created_at),
+            r.comment
+        ));
+    }
+    s
+}
+
+/// Verifies an exported bundle with only the public key.
+pub fn verify_bundle(dir: &Path, public_key_hex: &str) -> anyhow::Result<bundle::VerifiedBundle> {
+    Ok(bundle::verify_bundle(dir, public_key_hex)?)
+}

@@ -1,0 +1,218 @@
+//! The release rules, once, below both faces: who may ask for a release, who may approve or reject it,
+//! how many approvals it needs (one more under a waiver), and when a request has gone stale; and the
+//! signed bundle a released model ships as ([`bundle`]).
+//!
+//! States: a run is trained, then audited, then gated (passed or failed); a release is then *requested*,
+//! *approved* once enough distinct reviewers approved, and *released* when exported. Any reviewer may
+//! *reject* it; a newer audit or another policy makes it *void*. The store makes each move a conditional
+//! update, so two reviewers approving at once produce one approval each and one state change.
+
+pub mod bundle;
+
+use crate::policy::Policy;
+use crate::store::{ReleaseRow, Role, User};
+
+/// A rule a user's action broke, in the user's terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Operators (and admins) ask for releases.
+pub fn may_request(user: &User) -> Result<(), Refused> {
+    if user.disabled {
+        return Err(Refused(format!("user {} is disabled", user.username)));
+    }
+    match user.role {
+        Role::Operator | Role::Admin => Ok(()),
+        r => Err(Refused(format!(
+            "asking for a release needs the operator or admin role; {} is {r}",
+            user.username
+        ))),
+    }
+}
+
+/// Whether `user` may approve or reject `release` of a run started by `trained_by`: the policy's
+/// approving role (an admin has no bypass), never the person who started the training or asked for the
+/// release.
+pub fn may_review(user: &User, release: &ReleaseRow, trained_by: Option<&str>) -> Result<(), Refused> {
+    if user.disabled {
+        return Err(Refused(format!("user {} is disabled", user.username)));
+    }
+    if user.role.as_str() != release.approver_role {
+        return Err(Refused(format!(
+            "reviewing this release needs the {} role; {} is {} (no role bypasses the policy)",
+            release.approver_role, user.username, user.role
+        )));
+    }
+    if trained_by == Some(user.username.as_str()) {
+        return Err(Refused(format!(
+            "{} started the training of run {}, so may not review its release",
+            user.username, release.run_id
+        )));
+    }
+    if release.requested_by == user.username {
+        return Err(Refused(format!(
+            "{} asked for this release, so may not review it",
+            user.username
+        )));
+    }
+    Ok(())
+}
+
+/// Approvals a request needs: the policy's count, or one more with a waiver. A failed gate without a
+/// waiver, a waiver the policy does not allow, or one without a written justification is refused.
+pub fn required_approvals(
+    policy: &Policy,
+    gate_passed: bool,
+    waiver: Option<&str>,
+) -> Result<usize, Refused> {
+    let base = policy.approvals.required;
+    match (gate_passed, waiver.map(str::trim)) {
+        (true, None) => Ok(base),
+        (true, Some(_)) => Err(Refused("the gate passed; a waiver is not needed".into())),
+        (false, None) => Err(Refused(
+            "the gate failed; a failed gate cannot be released (unless the policy allows a waiver: --waiver \
+             TEXT)"
+                .into(),
+        )),
+        (false, Some(_)) if !policy.approvals.allow_waiver => Err(Refused(format!(
+            "the gate failed and policy {:?} allows no waiver",
+            policy.name
+        ))),
+        (false, Some(text)) if text.len() < 20 => Err(Refused(
+            "a waiver needs a written justification of at least 20 characters".into(),
+        )),
+        (false, Some(_)) => Ok(base + 1),
+    }
+}
+
+/// Why a request no longer stands, if it does not: a newer audit than the one it was made under, or a
+/// policy other than the one it was gated with.
+pub fn stale(release: &ReleaseRow, latest_audit: &str, policy: &Policy) -> Option<String> {
+    if release.audit_id != latest_audit {
+        return Some(format!(
+            "run {} was audited again ({}) after this release was requested under audit {}",
+            release.run_id, latest_audit, release.audit_id
+        ));
+    }
+    if release.policy_sha256 != policy.sha256 {
+        return Some(format!(
+            "the policy in force ({:?}, sha256 {}) is not the one the request was gated under (sha256 {})",
+            policy.name,
+            &policy.sha256[..16],
+            &release.policy_sha256[..release.policy_sha256.len().min(16)]
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, role: Role) -> User {
+        User {
+            id: format!("u-{name}"),
+            username: name.into(),
+            role,
+            password_hash: String::new(),
+            must_change_password: false,
+            disabled: false,
+            created_at: 0,
+        }
+    }
+
+    fn release() -> ReleaseRow {
+        ReleaseRow {
+            id: "rel-1".into(),
+            run_id: "run-1".into(),
+            audit_id: "aud-1".into(),
+            gate_id: "gate-1".into(),
+            gate_passed: true,
+            policy_sha256: Policy::builtin().sha256,
+            required_approvals: 2,
+            approver_role: "reviewer".into(),
+            waiver: None,
+            state: "requested".into(),
+            reason: None,
+            requested_by: "olga".into(),
+            created_at: 0,
+            updated_at: 0,
+            released_at: None,
+        }
+    }
+
+    #[test]
+    fn reviewers_other_than_the_trainer_and_requester_may_review() {
+        let r = release();
+        assert_eq!(may_review(&user("rita", Role::Reviewer), &r, Some("tom")), Ok(()));
+        let e = may_review(&user("tom", Role::Reviewer), &r, Some("tom")).unwrap_err();
+        assert!(e.0.contains("started the training"), "{e}");
+        let e = may_review(&user("olga", Role::Reviewer), &r, Some("tom")).unwrap_err();
+        assert!(e.0.contains("asked for this release"), "{e}");
+        let e = may_review(&user("ada", Role::Admin), &r, None).unwrap_err();
+        assert!(e.0.contains("needs the reviewer role; ada is admin"), "{e}");
+        for role in [Role::Operator, Role::Auditor] {
+            assert!(may_review(&user("x", role), &r, None).is_err());
+        }
+        let mut off = user("rita", Role::Reviewer);
+        off.disabled = true;
+        assert!(may_review(&off, &r, None).is_err());
+    }
+
+    #[test]
+    fn only_operators_and_admins_request() {
+        assert!(may_request(&user("o", Role::Operator)).is_ok());
+        assert!(may_request(&user("a", Role::Admin)).is_ok());
+        assert!(may_request(&user("r", Role::Reviewer)).is_err());
+        assert!(may_request(&user("u", Role::Auditor)).is_err());
+    }
+
+    #[test]
+    fn a_failed_gate_needs_an_allowed_justified_waiver_and_one_more_approval() {
+        let strict = Policy::builtin();
+        assert_eq!(required_approvals(&strict, true, None), Ok(2));
+        assert!(required_approvals(&strict, false, None)
+            .unwrap_err()
+            .0
+            .contains("cannot be released"));
+        assert!(
+            required_approvals(&strict, false, Some("we accept the risk because reasons"))
+                .unwrap_err()
+                .0
+                .contains("allows no waiver")
+        );
+        let text = crate::policy::DEFAULT_POLICY.replace("allow_waiver = false", "allow_waiver = true");
+        let lenient = Policy::parse(&text, "w.toml", None).unwrap();
+        assert!(required_approvals(&lenient, false, Some("ok"))
+            .unwrap_err()
+            .0
+            .contains("at least 20"));
+        assert_eq!(
+            required_approvals(
+                &lenient,
+                false,
+                Some("exposure of canary 3 is synthetic test data")
+            ),
+            Ok(3)
+        );
+        assert!(required_approvals(&lenient, true, Some("not needed here at all really")).is_err());
+    }
+
+    #[test]
+    fn a_new_audit_or_another_policy_makes_a_request_stale() {
+        let r = release();
+        let p = Policy::builtin();
+        assert_eq!(stale(&r, "aud-1", &p), None);
+        assert!(stale(&r, "aud-2", &p).unwrap().contains("audited again"));
+        let other = Policy::parse(
+            &format!("{}\n# edited\n", crate::policy::DEFAULT_POLICY),
+            "o",
+            None,
+        )
+        .unwrap();
+        assert!(stale(&r, "aud-1", &other)
+            .unwrap()
+            .contains("not the one the request was gated under"));
+    }
+}
