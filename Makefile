@@ -54,7 +54,15 @@ DEMO_CORPUS := $(DEMO_DIR)-corpus
 demo: build
 	@rm -rf "$(DEMO_DIR)" "$(DEMO_CORPUS)"
 	@echo "== lethe init (a fresh data directory: $(DEMO_DIR))"
-	bin/lethe --data-dir "$(DEMO_DIR)" init
+	bin/lethe --data-dir "$(DEMO_DIR)" --json init > "$(DEMO_DIR).init.json"
+	@python3 -c "import json; d=json.load(open('$(DEMO_DIR).init.json')); print('initialised', d['data_dir'], '| master key', d['master_key_id'], '| signing key', d['signing_public_key'][:16] + '...', '| first admin', d['admin_username'])"
+	@mkdir -p "$(DEMO_DIR)/users" && mv "$(DEMO_DIR).init.json" "$(DEMO_DIR)/users/admin.json"
+	@echo "== lethe users add: an operator who trains, three reviewers who approve"
+	@for u in olga:operator rita:reviewer remy:reviewer rose:reviewer; do \
+		LETHE_PASSWORD=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/users/admin.json'))['one_time_password'])") \
+		bin/lethe --data-dir "$(DEMO_DIR)" --json users add $${u%%:*} --role $${u##*:} --user admin > "$(DEMO_DIR)/users/$${u%%:*}.json"; \
+	done
+	bin/lethe --data-dir "$(DEMO_DIR)" users list
 	@echo "== lethe doctor"
 	bin/lethe --data-dir "$(DEMO_DIR)" doctor
 	@echo "== lethe corpus synth: a fictional company's knowledge base, with planted secrets"
@@ -65,7 +73,8 @@ demo: build
 	bin/lethe --data-dir "$(DEMO_DIR)" corpus verify kb
 	bin/lethe --data-dir "$(DEMO_DIR)" corpus show kb
 	@echo "== lethe train: a tiny masked diffusion model, 8 passes over 200k tokens of the corpus (a few minutes on a CPU)"
-	bin/lethe --data-dir "$(DEMO_DIR)" --json train --corpus kb --preset tiny --context 128 --unique-tokens 200000 \
+	LETHE_PASSWORD=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/users/olga.json'))['one_time_password'])") \
+	bin/lethe --data-dir "$(DEMO_DIR)" --json train --user olga --corpus kb --preset tiny --context 128 --unique-tokens 200000 \
 		--epochs 8 --batch-size 16 > "$(DEMO_DIR)/train.json"
 	@run=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/train.json'))['run_id'])"); \
 	bin/lethe --data-dir "$(DEMO_DIR)" runs show $$run; \
@@ -73,10 +82,9 @@ demo: build
 	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --prompt "Ticket: SUP-" --length 48 --block-length 8 \
 		--temperature 0.8 --seed 1 --num 2; \
 	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --infill "Subject: [MASK] request" --span 6 --temperature 0.8 --seed 1; \
-	echo "== lethe audit: what has the model memorized? extraction, regurgitation, canaries, secrets, membership (quick audit)"; \
-	bin/lethe --data-dir "$(DEMO_DIR)" audit --run $$run --quick
-	@echo "== lethe audit list"
-	bin/lethe --data-dir "$(DEMO_DIR)" audit list
+	scripts/demo-release.sh "$(DEMO_DIR)" $$run
+	@echo "== the bundle's weights load in Python with the safetensors package:"
+	@echo "   python3 -m venv /tmp/st && /tmp/st/bin/pip install -q safetensors numpy && /tmp/st/bin/python -c \"from safetensors.numpy import load_file; w = load_file('$(DEMO_DIR)/bundle/model.safetensors'); print(len(w), 'tensors', sum(v.size for v in w.values()), 'parameters')\""
 
 clean:
 	cargo clean

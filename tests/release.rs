@@ -387,6 +387,22 @@ fn two_distinct_reviewers_release_a_run_and_its_bundle_verifies_with_only_the_pu
         "fingerprint",
     );
 
+    // Unmasking evidence: admins only, and recorded.
+    let audit = status["audit"].as_str().unwrap().to_string();
+    fails_with(
+        &as_user(
+            &data,
+            &pw["rita"],
+            &["audit", "show", &audit, "--evidence", "--unmask-as", "rita"],
+        ),
+        "unmasking evidence needs the admin role; rita is reviewer",
+    );
+    ok(as_user(
+        &data,
+        &pw["admin"],
+        &["audit", "show", &audit, "--evidence", "--unmask-as", "admin"],
+    ));
+
     // Every step is in the ledger, and the ledger is intact.
     let entries: serde_json::Value =
         serde_json::from_slice(&ok(lethe(&data, &["--json", "ledger", "show"])).stdout).unwrap();
@@ -407,6 +423,7 @@ fn two_distinct_reviewers_release_a_run_and_its_bundle_verifies_with_only_the_pu
         "release.approve",
         "release.export",
         "auth.sign_in_failed",
+        "evidence.unmask",
     ] {
         assert!(actions.contains(&a), "no {a} in {actions:?}");
     }

@@ -371,8 +371,23 @@ impl App {
             .ok_or_else(|| anyhow::anyhow!("no audit {id:?} (see `lethe audit list`)"))
     }
 
-    /// An audit's row, and its evidence (secrets masked) when asked for.
-    pub async fn audit_details(&self, id: &str, evidence: bool) -> anyhow::Result<AuditDetails> {
+    /// An audit's row, and its evidence when asked for: secrets masked, unless `unmask_as` is an admin,
+    /// which the ledger records.
+    pub async fn audit_details(
+        &self,
+        id: &str,
+        evidence: bool,
+        unmask_as: Option<&crate::store::User>,
+    ) -> anyhow::Result<AuditDetails> {
+        if let Some(u) = unmask_as {
+            if u.role != crate::store::Role::Admin {
+                anyhow::bail!(
+                    "unmasking evidence needs the admin role; {} is {}",
+                    u.username,
+                    u.role
+                );
+            }
+        }
         let row = self.audit_row(id).await?;
         let evidence = match (evidence, &row.evidence_file) {
             (false, _) => None,
@@ -390,7 +405,19 @@ impl App {
                 .with_context(|| format!("the sealed evidence of audit {id} cannot be read"))?;
                 let ev: Evidence = serde_json::from_slice(&bytes)
                     .with_context(|| format!("the evidence of audit {id} is not valid"))?;
-                Some(ev.masked())
+                match unmask_as {
+                    Some(admin) => {
+                        self.record(
+                            &admin.username,
+                            crate::ledger::action::EVIDENCE_UNMASK,
+                            id,
+                            serde_json::json!({ "run": row.run_id, "secrets": ev.secrets.len() }),
+                        )
+                        .await?;
+                        Some(ev)
+                    }
+                    None => Some(ev.masked()),
+                }
             }
         };
         Ok(AuditDetails { row, evidence })

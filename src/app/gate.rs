@@ -37,11 +37,8 @@ impl App {
         let audit = self
             .store
             .audits()
-            .list(Some(&run.id))
+            .latest_succeeded(&run.id)
             .await?
-            .into_iter()
-            .rev()
-            .find(|a| a.state == "succeeded")
             .ok_or_else(|| {
                 anyhow::anyhow!(
                     "run {} has no finished audit; run `lethe audit --run {}`",

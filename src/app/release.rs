@@ -182,11 +182,8 @@ impl App {
             let latest = self
                 .store
                 .audits()
-                .list(Some(&run.id))
+                .latest_succeeded(&run.id)
                 .await?
-                .into_iter()
-                .rev()
-                .find(|a| a.state == "succeeded")
                 .map(|a| a.id)
                 .unwrap_or_default();
             if let Some(why) = release::stale(&rel, &latest, policy) {
@@ -259,14 +256,7 @@ impl App {
 
     pub async fn release_status(&self, run_id: &str) -> anyhow::Result<ReleaseStatus> {
         let run = self.run_row(run_id).await?;
-        let audit = self
-            .store
-            .audits()
-            .list(Some(&run.id))
-            .await?
-            .into_iter()
-            .rev()
-            .find(|a| a.state == "succeeded");
+        let audit = self.store.audits().latest_succeeded(&run.id).await?;
         let gate = match &audit {
             Some(a) => self
                 .store

@@ -234,6 +234,10 @@ pub enum AuditCommand {
         audit: String,
         #[arg(long)]
         evidence: bool,
+        /// Show secret values in the clear: admins only, recorded in the ledger (password from
+        /// LETHE_PASSWORD or a prompt).
+        #[arg(long, value_name = "ADMIN", requires = "evidence")]
+        unmask_as: Option<String>,
     },
     /// Audits, oldest first.
     List {
@@ -1081,9 +1085,17 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
 
 async fn audit(cli: &Cli, globals: &Globals, a: &AuditArgs) -> anyhow::Result<()> {
     match &a.command {
-        Some(AuditCommand::Show { audit, evidence }) => {
+        Some(AuditCommand::Show {
+            audit,
+            evidence,
+            unmask_as,
+        }) => {
             let app = App::open(globals).await?;
-            let d = app.audit_details(audit, *evidence).await?;
+            let admin = match unmask_as {
+                Some(u) => Some(signed_in(&app, u).await?),
+                None => None,
+            };
+            let d = app.audit_details(audit, *evidence, admin.as_ref()).await?;
             emit(cli.json, &d, || {
                 let mut out = format!(
                     "audit {} of run {} (checkpoint step {}, {}{})\n",

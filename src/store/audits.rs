@@ -144,6 +144,16 @@ impl<'a> Audits<'a> {
             .transpose()
     }
 
+    /// The run's newest audit that succeeded.
+    pub async fn latest_succeeded(&self, run_id: &str) -> Result<Option<AuditRow>, StoreError> {
+        Ok(self
+            .list(Some(run_id))
+            .await?
+            .into_iter()
+            .rev()
+            .find(|a| a.state == "succeeded"))
+    }
+
     /// Audits of one run (or all), oldest first.
     pub async fn list(&self, run_id: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
         let rows = match run_id {
