@@ -367,7 +367,8 @@ impl Transformer {
             let base = count.floor_divide_scalar(steps);
             let rem = count.remainder(steps);
             let ranks_src = Tensor::arange(len, (Kind::Int64, device)).expand([b, len], false);
-            let mask_index = Tensor::from_slice(&[o.mask_id]).to_device(device);
+            // Made on the device: a host-to-device copy here would make the host wait for the stream.
+            let mask_index = Tensor::full([1], o.mask_id, (Kind::Int64, device));
             for s in 0..steps {
                 let k = &base + rem.gt(s).to_kind(Kind::Int64);
                 let block = x.narrow(1, start, len);
@@ -375,10 +376,10 @@ impl Transformer {
                 let hidden = self.hidden(&x, attn_mask).narrow(1, start, len);
                 // The mask token is never a candidate: committing it would leave the position masked
                 // (a trained model rarely proposes it, an untrained one may).
-                let logits =
-                    self.head(&hidden)
-                        .to_kind(Kind::Float)
-                        .index_fill(-1, &mask_index, f64::NEG_INFINITY);
+                // Filled in place: the head's output is a fresh tensor, and a copy of `rows × block × vocab`
+                // floats per step is what an out-of-place fill would cost.
+                let mut logits = self.head(&hidden).to_kind(Kind::Float);
+                let _ = logits.index_fill_(-1, &mask_index, f64::NEG_INFINITY);
                 let candidate = gumbel_argmax(&logits, o.temperature);
                 let confidence = match o.remasking {
                     // log p of the candidate under the un-noised distribution: the same order as LLaDA's p.
