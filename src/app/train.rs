@@ -235,19 +235,41 @@ impl App {
             None => None,
         };
         let key_id = row.data_key_id.clone();
-        self.drive(
-            row,
-            corpus_name,
-            cfg,
-            train_w,
-            val_w,
-            key,
-            key_id,
-            resume,
-            max_steps,
-            progress,
+        let (run_id, actor) = (
+            row.id.clone(),
+            row.created_by.clone().unwrap_or_else(super::cli_actor),
+        );
+        let from_step = resume.as_ref().map(|_| row.step);
+        self.record(
+            &actor,
+            crate::ledger::action::TRAIN_START,
+            &run_id,
+            serde_json::json!({ "resumed": true, "from_step": from_step }),
         )
-        .await
+        .await?;
+        let summary = self
+            .drive(
+                row,
+                corpus_name,
+                cfg,
+                train_w,
+                val_w,
+                key,
+                key_id,
+                resume,
+                max_steps,
+                progress,
+            )
+            .await;
+        let details = match &summary {
+            Ok(s) => {
+                serde_json::json!({ "finished": s.finished, "step": s.step, "weights_sha256": s.weights_sha256 })
+            }
+            Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
+        };
+        self.record(&actor, crate::ledger::action::TRAIN_END, &run_id, details)
+            .await?;
+        summary
     }
 
     #[allow(clippy::too_many_arguments)]
