@@ -97,8 +97,6 @@ pub const SIGNATURE_FILE: &str = "manifest.sig";
 
 /// Prefix of model weight tensors in a training checkpoint.
 const MODEL_PREFIX: &str = "model.";
-/// Checkpoint metadata key copied into the plain weights.
-const CONFIG_KEY: &str = "lethe.config";
 /// Largest `manifest.json` that verification reads.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// Length of an Ed25519 signature in bytes.
@@ -337,8 +335,9 @@ pub fn fingerprint(public_key_hex: &str) -> String {
 /// `model.` tensors, renamed to `<name>`, with dtype, shape and data
 /// unchanged, laid out in name order (safetensors orders by dtype first, so
 /// this is pure name order for the all-F32 checkpoints Lethe writes), and
-/// metadata `{"format": "pt", "lethe.config": …}` (`lethe.config` only if
-/// the checkpoint has it; `lethe.state` and any other key are dropped).
+/// metadata `{"format": "pt"}` only: the configuration travels in the
+/// bundle's `config.json`, and one metadata key keeps the file byte-for-byte
+/// reproducible (safetensors writes metadata in hash-map order).
 /// Every other tensor is dropped.
 ///
 /// # Errors
@@ -346,8 +345,6 @@ pub fn fingerprint(public_key_hex: &str) -> String {
 /// [`BundleError::NoModelTensors`] if there is no `model.` tensor,
 /// [`BundleError::BadCheckpoint`] for a tensor named just `model.`.
 pub fn plain_weights(checkpoint: &[u8]) -> Result<Vec<u8>, BundleError> {
-    let (_, metadata) =
-        SafeTensors::read_metadata(checkpoint).map_err(|e| BundleError::NotSafetensors(e.to_string()))?;
     let tensors =
         SafeTensors::deserialize(checkpoint).map_err(|e| BundleError::NotSafetensors(e.to_string()))?;
 
@@ -369,9 +366,6 @@ pub fn plain_weights(checkpoint: &[u8]) -> Result<Vec<u8>, BundleError> {
 
     let mut info = HashMap::new();
     info.insert("format".to_string(), "pt".to_string());
-    if let Some(config) = metadata.metadata().as_ref().and_then(|m| m.get(CONFIG_KEY)) {
-        info.insert(CONFIG_KEY.to_string(), config.clone());
-    }
     safetensors::serialize(kept, Some(info)).map_err(|e| BundleError::BadCheckpoint(e.to_string()))
 }
 
@@ -1500,13 +1494,14 @@ mod tests {
         by_offset.sort();
         let order: Vec<&str> = by_offset.iter().map(|(_, n)| n.as_str()).collect();
         assert_eq!(order, ["blocks.0.attn.w", "ln_f.bias", "wte"]);
-        // Metadata: format pt and the config only.
+        // Metadata: format pt only (the checkpoint's config and state are dropped).
         let info = meta.metadata().clone().unwrap();
-        assert_eq!(info.len(), 2);
+        assert_eq!(info.len(), 1);
         assert_eq!(info["format"], "pt");
-        assert_eq!(info["lethe.config"], r#"{"d_model":2}"#);
-        // Deterministic.
-        assert_eq!(plain_weights(&ckpt).unwrap(), plain);
+        // Deterministic, byte for byte.
+        for _ in 0..8 {
+            assert_eq!(plain_weights(&ckpt).unwrap(), plain);
+        }
     }
 
     #[test]
