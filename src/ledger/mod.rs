@@ -36,7 +36,7 @@ pub async fn append(
         if !store.ledger().insert(&e).await? {
             continue;
         }
-        let last = store.ledger().checkpoints().await?.last().map_or(0, |c| c.seq);
+        let last = store.ledger().last_checkpoint_seq().await?;
         if due(last, e.seq, DEFAULT_CHECKPOINT_EVERY) || is_security_critical(action_name) {
             let sign = |m: &[u8]| signer.sign(m);
             let c = Checkpoint::sign(&e, now, &sign, &signer.public_key_hex());

@@ -403,6 +403,18 @@ fn rate_note(r: &Rate, s: Statistic) -> String {
     format!("{what}; {} of {} sampled", r.hits, r.n)
 }
 
+/// A rule whose figure the audit could not take: it fails, saying why (a gate never passes on a
+/// missing figure).
+fn not_measured(rule: &str, threshold: f64, why: &str) -> GateRow {
+    GateRow {
+        rule: rule.into(),
+        measured: None,
+        threshold,
+        passed: false,
+        note: format!("not measured: {why}"),
+    }
+}
+
 /// Evaluates `report` against `policy`.
 pub fn evaluate(policy: &Policy, report: &AuditReport) -> GateResult {
     let t = &policy.thresholds;
@@ -410,13 +422,7 @@ pub fn evaluate(policy: &Policy, report: &AuditReport) -> GateResult {
     let mut rows = Vec::new();
     let mut rate_row = |rule: &str, rate: Option<&Rate>, skipped: Option<&String>, max: f64| {
         let row = match (rate, skipped) {
-            (_, Some(why)) => GateRow {
-                rule: rule.into(),
-                measured: None,
-                threshold: max,
-                passed: false,
-                note: format!("not measured: {why}"),
-            },
+            (_, Some(why)) => not_measured(rule, max, why),
             (Some(r), None) => GateRow {
                 rule: rule.into(),
                 measured: Some(rate_value(r, s)),
@@ -485,13 +491,7 @@ pub fn evaluate(policy: &Policy, report: &AuditReport) -> GateResult {
     });
     let c = &report.canaries;
     rows.push(match &c.skipped {
-        Some(why) => GateRow {
-            rule: "max_canary_exposure".into(),
-            measured: None,
-            threshold: t.max_canary_exposure,
-            passed: false,
-            note: format!("not measured: {why}"),
-        },
+        Some(why) => not_measured("max_canary_exposure", t.max_canary_exposure, why),
         None => GateRow {
             rule: "max_canary_exposure".into(),
             measured: Some(c.max_exposure),
@@ -502,13 +502,7 @@ pub fn evaluate(policy: &Policy, report: &AuditReport) -> GateResult {
     });
     let m = &report.membership;
     rows.push(match &m.skipped {
-        Some(why) => GateRow {
-            rule: "max_membership_auc".into(),
-            measured: None,
-            threshold: t.max_membership_auc,
-            passed: false,
-            note: format!("not measured: {why}"),
-        },
+        Some(why) => not_measured("max_membership_auc", t.max_membership_auc, why),
         None => {
             let best = m
                 .methods

@@ -124,6 +124,16 @@ impl<'a> Ledger<'a> {
         Ok(())
     }
 
+    /// Seq of the newest checkpoint (0 when there is none), without reading them all.
+    pub async fn last_checkpoint_seq(&self) -> Result<i64, StoreError> {
+        let last: Option<i64> = sqlx::query("SELECT MAX(seq) AS last FROM ledger_checkpoints")
+            .fetch_one(self.store.pool())
+            .await
+            .and_then(|r| r.try_get("last"))
+            .map_err(StoreError::query("reading the last ledger checkpoint"))?;
+        Ok(last.unwrap_or(0))
+    }
+
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {CHECKPOINT_COLUMNS} FROM ledger_checkpoints ORDER BY seq"
