@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod model;
 pub mod policy;
 pub mod release;
+pub mod server;
 pub mod store;
 pub mod train;
 pub mod vault;

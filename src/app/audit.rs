@@ -37,6 +37,9 @@ pub struct AuditRequest {
     pub deny_list: Option<PathBuf>,
     #[serde(default)]
     pub created_by: Option<String>,
+    /// The queued job running it, set by the worker.
+    #[serde(default)]
+    pub job_id: Option<String>,
 }
 
 /// A finished audit.
@@ -254,6 +257,7 @@ impl App {
             created_by: req.created_by.clone(),
             created_at: crate::store::now_ms(),
             finished_at: None,
+            job_id: req.job_id.clone(),
         };
         self.store.audits().create(&row).await?;
         let result = self
@@ -368,7 +372,7 @@ impl App {
             .audits()
             .get(id)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("no audit {id:?} (see `lethe audit list`)"))
+            .ok_or_else(|| super::NotFound(format!("no audit {id:?} (see `lethe audit list`)")).into())
     }
 
     /// An audit's row, and its evidence when asked for: secrets masked, unless `unmask_as` is an admin,
@@ -381,11 +385,11 @@ impl App {
     ) -> anyhow::Result<AuditDetails> {
         if let Some(u) = unmask_as {
             if u.role != crate::store::Role::Admin {
-                anyhow::bail!(
+                return Err(crate::release::Refused(format!(
                     "unmasking evidence needs the admin role; {} is {}",
-                    u.username,
-                    u.role
-                );
+                    u.username, u.role
+                ))
+                .into());
             }
         }
         let row = self.audit_row(id).await?;

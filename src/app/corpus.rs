@@ -32,11 +32,12 @@ impl App {
             .map(|c| c.name)
             .collect();
         if names.is_empty() {
-            anyhow::bail!(
+            return Err(super::NotFound(format!(
                 "no corpus named {name:?} (there are none yet; create one with `lethe corpus ingest`)"
-            )
+            ))
+            .into());
         }
-        anyhow::bail!("no corpus named {name:?} (known: {})", names.join(", "))
+        Err(super::NotFound(format!("no corpus named {name:?} (known: {})", names.join(", "))).into())
     }
 
     /// Unwraps the data key of a corpus. A key wrapped only by a retired master key version fails here,

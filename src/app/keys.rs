@@ -48,6 +48,11 @@ fn refuse_env() -> anyhow::Result<()> {
 
 impl App {
     pub async fn keys_rotate(&mut self) -> anyhow::Result<RotateReport> {
+        self.keys_rotate_as(&super::cli_actor()).await
+    }
+
+    /// Rotates the master key on behalf of `actor` (the console's admin, or the shell's user).
+    pub async fn keys_rotate_as(&mut self, actor: &str) -> anyhow::Result<RotateReport> {
         refuse_env()?;
         let path = self.config.master_key_file.clone();
         // Work on a fresh load of the file, so two rotations cannot overwrite each other's version.
@@ -77,7 +82,7 @@ impl App {
             signing_key_rewrapped: before != new_version,
         };
         self.record(
-            &super::cli_actor(),
+            actor,
             crate::ledger::action::KEYS_ROTATE,
             &report.master_key_id,
             serde_json::json!({

@@ -1,6 +1,7 @@
 //! The appliance as one value, and the use cases both faces (CLI and server) call. Rules live below
 //! this module; here they are put together: which config, which database, which keys.
 
+pub mod accounts;
 pub mod audit;
 pub mod config;
 pub mod corpus;
@@ -20,6 +21,11 @@ pub use config::Config;
 
 use crate::store::Store;
 use crate::vault::MasterKeyRing;
+
+/// What a request named does not exist (a run, a corpus, an audit, a user): the server answers 404.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
 
 /// Options every command takes (`--data-dir`, `--database-url`).
 #[derive(Debug, Clone)]
@@ -67,6 +73,23 @@ impl App {
             .await
             .with_context(|| format!("cannot record {action} of {subject} in the ledger"))?;
         Ok(())
+    }
+}
+
+impl App {
+    /// The signing key's public half (hex): what `lethe release verify` and a ledger check need.
+    pub fn signing_public_key(&self) -> anyhow::Result<String> {
+        let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys)
+            .context("cannot unlock the signing key")?;
+        Ok(signer.public_key_hex())
+    }
+
+    /// Walks the ledger's chain and signed checkpoints: the report, or the first break.
+    pub async fn ledger_verify(
+        &self,
+    ) -> anyhow::Result<Result<crate::ledger::VerifyReport, crate::ledger::LedgerBreak>> {
+        let public = self.signing_public_key()?;
+        Ok(crate::ledger::verify_store(&self.store, &public).await?)
     }
 }
 

@@ -39,7 +39,7 @@ pub struct Exported {
 impl App {
     /// Checks a user's password (off the async threads: the hash is deliberately slow) and records the
     /// sign-in or the failed attempt in the ledger.
-    pub async fn authenticate(&self, username: &str, password: &str) -> anyhow::Result<User> {
+    pub async fn authenticate(&self, username: &str, password: &str, via: &str) -> anyhow::Result<User> {
         let user = self.store.users().by_username(username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_default();
         let pw = password.to_string();
@@ -54,7 +54,7 @@ impl App {
                     &u.username,
                     action::SIGN_IN,
                     &u.username,
-                    serde_json::json!({ "via": "cli" }),
+                    serde_json::json!({ "via": via }),
                 )
                 .await?;
                 Ok(u)
@@ -64,7 +64,7 @@ impl App {
                     username,
                     action::SIGN_IN_FAILED,
                     username,
-                    serde_json::json!({ "via": "cli" }),
+                    serde_json::json!({ "via": via }),
                 )
                 .await?;
                 anyhow::bail!("sign-in failed for user {username:?}: wrong user name or password, or the account is disabled")
@@ -74,12 +74,12 @@ impl App {
 
     /// Creates a user with a one-time password (returned); only an admin may.
     pub async fn add_user(&self, admin: &User, username: &str, role: Role) -> anyhow::Result<String> {
-        if admin.role != Role::Admin {
-            anyhow::bail!(
+        if admin.role != Role::Admin || admin.disabled {
+            return Err(release::Refused(format!(
                 "adding users needs the admin role; {} is {}",
-                admin.username,
-                admin.role
-            );
+                admin.username, admin.role
+            ))
+            .into());
         }
         if username.is_empty()
             || username.len() > 64

@@ -24,9 +24,12 @@ pub struct TrainRequest {
     pub spec: TrainSpec,
     /// Stop after this many steps (the run stays resumable).
     pub max_steps: Option<u64>,
-    /// Who started it: a user name, or `job:<id>` when a worker runs it from the queue.
+    /// Who started it (the trainer, whom separation of duties keeps from reviewing the run).
     #[serde(default)]
     pub created_by: Option<String>,
+    /// The queued job running it, set by the worker.
+    #[serde(default)]
+    pub job_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,7 +80,7 @@ impl App {
             .runs()
             .get(id)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("no training run {id:?} (see `lethe runs list`)"))
+            .ok_or_else(|| super::NotFound(format!("no training run {id:?} (see `lethe runs list`)")).into())
     }
 
     pub(crate) async fn run_key(&self, run: &RunRow) -> anyhow::Result<DataKey> {
@@ -142,6 +145,7 @@ impl App {
             created_at: now,
             updated_at: now,
             finished_at: None,
+            job_id: req.job_id.clone(),
         };
         let key_row = DataKeyRow {
             id: key_id.clone(),

@@ -93,8 +93,9 @@ impl App {
             "train" => {
                 let mut req: TrainRequest = serde_json::from_value(job.args.clone())
                     .map_err(|e| anyhow::anyhow!("job {} has invalid arguments: {e}", job.id))?;
-                let creator = format!("job:{}", job.id);
-                req.created_by = Some(creator.clone());
+                // The trainer is whoever queued the job; the worker is only the hands.
+                req.created_by = req.created_by.or_else(|| job.created_by.clone());
+                req.job_id = Some(job.id.clone());
                 let step = Arc::new(AtomicU64::new(0));
                 let total = Arc::new(AtomicU64::new(1));
                 let beat = {
@@ -126,7 +127,7 @@ impl App {
                     _ => {}
                 };
                 // A job handed back after its worker died continues the run that worker started.
-                let previous = self.store.runs().by_creator(&creator).await?;
+                let previous = self.store.runs().by_job(&job.id).await?;
                 let result = match previous {
                     Some(run) if run.state != "succeeded" => {
                         self.resume(&run.id, req.max_steps, &mut progress).await
@@ -139,18 +140,16 @@ impl App {
             "audit" => {
                 let mut req: super::audit::AuditRequest = serde_json::from_value(job.args.clone())
                     .map_err(|e| anyhow::anyhow!("job {} has invalid arguments: {e}", job.id))?;
-                let creator = format!("job:{}", job.id);
-                req.created_by = req.created_by.or_else(|| Some(creator.clone()));
+                req.created_by = req.created_by.or_else(|| job.created_by.clone());
+                req.job_id = Some(job.id.clone());
                 // A job handed back after its worker died starts its audit again; the audit that worker
                 // left running will never finish, so it is closed as failed with the reason.
-                for stale in self.store.audits().list(None).await? {
-                    if stale.state == "running" && stale.created_by.as_deref() == Some(creator.as_str()) {
-                        let why = format!(
-                            "the worker running job {} stopped; the job started the audit again",
-                            job.id
-                        );
-                        self.store.audits().fail(&stale.id, &why).await?;
-                    }
+                for stale in self.store.audits().running_for_job(&job.id).await? {
+                    let why = format!(
+                        "the worker running job {} stopped; the job started the audit again",
+                        job.id
+                    );
+                    self.store.audits().fail(&stale.id, &why).await?;
                 }
                 let done = Arc::new(AtomicU64::new(0));
                 let beat = {

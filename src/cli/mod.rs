@@ -103,6 +103,27 @@ pub enum Command {
     /// The job queue.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Serve the review console and the JSON API (and run queued jobs, unless --no-worker).
+    Serve {
+        /// Address to listen on. Anything but loopback needs TLS (or --insecure-http).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+        bind: std::net::SocketAddr,
+        /// PEM certificate chain for HTTPS.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for HTTPS.
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
+        #[arg(long)]
+        insecure_http: bool,
+        /// Do not run a job worker inside the server (run `lethe worker` processes instead).
+        #[arg(long)]
+        no_worker: bool,
+        /// Policy in force for gates and reviews (default: the built-in policies/default.toml).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -650,6 +671,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })
         }
+        Command::Serve {
+            bind,
+            tls_cert,
+            tls_key,
+            insecure_http,
+            no_worker,
+            policy,
+        } => {
+            let opts = crate::server::ServeOptions {
+                bind: *bind,
+                tls_cert: tls_cert.clone(),
+                tls_key: tls_key.clone(),
+                insecure_http: *insecure_http,
+                worker: !*no_worker,
+                policy: policy.clone(),
+            };
+            crate::server::serve(&globals, &opts).await
+        }
         Command::Jobs(cmd) => {
             let app = App::open(&globals).await?;
             match cmd {
@@ -1052,7 +1091,13 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
             corpus: a.corpus.clone().unwrap_or_default(),
             spec,
             max_steps: a.max_steps,
-            created_by,
+            // A queued run's trainer is whoever queued it, even when a worker runs it.
+            created_by: if a.queue {
+                created_by.or_else(|| Some(app::cli_actor()))
+            } else {
+                created_by
+            },
+            job_id: None,
         };
         if a.queue {
             let id = app.enqueue_train(&req).await?;
@@ -1233,7 +1278,8 @@ async fn audit(cli: &Cli, globals: &Globals, a: &AuditArgs) -> anyhow::Result<()
                 params,
                 rules,
                 deny_list,
-                created_by: None,
+                created_by: a.queue.then(app::cli_actor),
+                job_id: None,
             };
             let app = App::open(globals).await?;
             if a.queue {
@@ -1400,7 +1446,7 @@ async fn signed_in(app: &App, user: &str) -> anyhow::Result<crate::store::User> 
         Ok(p) => p,
         Err(_) => read_password(user)?,
     };
-    app.authenticate(user, &password).await
+    app.authenticate(user, &password, "cli").await
 }
 
 fn read_password(user: &str) -> anyhow::Result<String> {

@@ -163,6 +163,8 @@ pub mod action {
     pub const USER_ROLE: &str = "user.role";
     /// A user was disabled or deleted.
     pub const USER_DISABLE: &str = "user.disable";
+    /// A password was changed by its owner or reset by an admin.
+    pub const USER_PASSWORD: &str = "user.password";
     /// A corpus was ingested.
     pub const CORPUS_INGEST: &str = "corpus.ingest";
     /// Keys were rotated.
@@ -488,6 +490,7 @@ pub fn is_security_critical(action_name: &str) -> bool {
             | action::USER_CREATE
             | action::USER_ROLE
             | action::USER_DISABLE
+            | action::USER_PASSWORD
     )
 }
 

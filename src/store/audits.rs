@@ -24,10 +24,12 @@ pub struct AuditRow {
     pub created_by: Option<String>,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+    /// The queued job that ran the audit, when a worker ran it.
+    pub job_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, run_id, checkpoint_step, checkpoint_sha256, state, quick, params, report, \
-                       evidence_file, evidence_sha256, error, created_by, created_at, finished_at";
+                       evidence_file, evidence_sha256, error, created_by, created_at, finished_at, job_id";
 
 fn json(row: &AnyRow, col: &str) -> Result<Option<serde_json::Value>, StoreError> {
     let text: Option<String> = row.try_get(col).map_err(StoreError::query("reading an audit"))?;
@@ -59,6 +61,7 @@ impl AuditRow {
             created_by: row.try_get("created_by").map_err(q())?,
             created_at: row.try_get("created_at").map_err(q())?,
             finished_at: row.try_get("finished_at").map_err(q())?,
+            job_id: row.try_get("job_id").map_err(q())?,
         })
     }
 }
@@ -76,7 +79,7 @@ impl<'a> Audits<'a> {
     /// Records an audit that has started.
     pub async fn create(&self, a: &AuditRow) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO audits ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO audits ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(&a.id)
         .bind(&a.run_id)
@@ -92,10 +95,23 @@ impl<'a> Audits<'a> {
         .bind(&a.created_by)
         .bind(a.created_at)
         .bind(a.finished_at)
+        .bind(&a.job_id)
         .execute(self.store.pool())
         .await
         .map_err(StoreError::query("recording an audit"))?;
         Ok(())
+    }
+
+    /// Audits the queued job `job_id` left running (its worker died before finishing them).
+    pub async fn running_for_job(&self, job_id: &str) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audits WHERE job_id = $1 AND state = 'running'"
+        ))
+        .bind(job_id)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(StoreError::query("listing a job's audits"))?;
+        rows.iter().map(AuditRow::from_row).collect()
     }
 
     /// Marks an audit succeeded with its report and sealed evidence.

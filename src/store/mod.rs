@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod releases;
 pub mod runs;
+pub mod sessions;
 pub mod users;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use gates::{GateDecision, Gates};
 pub use jobs::{Job, JobState, Jobs, NewJob};
 pub use releases::{ReleaseRow, Releases, ReviewOutcome, ReviewRow};
 pub use runs::{CheckpointRow, MetricRow, RunRow, Runs};
+pub use sessions::{SessionRow, Sessions};
 pub use users::{Role, User, Users};
 
 /// The migrations, embedded at build time so the binary carries its schema.
@@ -247,6 +249,10 @@ impl Store {
 
     pub fn releases(&self) -> Releases<'_> {
         Releases::new(self)
+    }
+
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions::new(self)
     }
 
     pub fn ledger(&self) -> ledger::Ledger<'_> {

@@ -23,6 +23,8 @@ pub struct RunRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// The queued job that started the run, when a worker runs it.
+    pub job_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -49,7 +51,7 @@ pub struct CheckpointRow {
 
 const RUN_COLUMNS: &str =
     "id, corpus_id, objective, preset, state, config, data_key_id, directory, step, total_steps, \
-                           summary, error, created_by, created_at, updated_at, finished_at";
+                           summary, error, created_by, created_at, updated_at, finished_at, job_id";
 
 fn json(row: &AnyRow, col: &str) -> Result<Option<serde_json::Value>, StoreError> {
     let text: Option<String> = row.try_get(col).map_err(StoreError::query("reading a run"))?;
@@ -82,6 +84,7 @@ impl RunRow {
             created_at: row.try_get("created_at").map_err(q())?,
             updated_at: row.try_get("updated_at").map_err(q())?,
             finished_at: row.try_get("finished_at").map_err(q())?,
+            job_id: row.try_get("job_id").map_err(q())?,
         })
     }
 }
@@ -106,7 +109,7 @@ impl<'a> Runs<'a> {
             .map_err(StoreError::query("starting a transaction"))?;
         super::corpora::insert_data_key(&mut tx, key).await?;
         sqlx::query(&format!(
-            "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
         .bind(&run.id)
         .bind(&run.corpus_id)
@@ -124,6 +127,7 @@ impl<'a> Runs<'a> {
         .bind(run.created_at)
         .bind(run.updated_at)
         .bind(run.finished_at)
+        .bind(run.job_id.clone())
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query("creating a run"))?;
@@ -139,12 +143,12 @@ impl<'a> Runs<'a> {
         row.as_ref().map(RunRow::from_row).transpose()
     }
 
-    /// The newest run started by `creator` (a user, or `job:<id>` for runs a worker started).
-    pub async fn by_creator(&self, creator: &str) -> Result<Option<RunRow>, StoreError> {
+    /// The newest run the queued job `job_id` started (a job handed back resumes it).
+    pub async fn by_job(&self, job_id: &str) -> Result<Option<RunRow>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE created_by = $1 ORDER BY created_at DESC LIMIT 1"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE job_id = $1 ORDER BY created_at DESC LIMIT 1"
         ))
-        .bind(creator)
+        .bind(job_id)
         .fetch_optional(self.store.pool())
         .await
         .map_err(StoreError::query("reading a run"))?;

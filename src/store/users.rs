@@ -65,7 +65,7 @@ pub struct User {
 }
 
 impl User {
-    fn from_row(row: &AnyRow) -> Result<User, StoreError> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<User, StoreError> {
         let get = StoreError::query("reading a user");
         let role: String = row.try_get("role").map_err(get)?;
         Ok(User {
@@ -95,7 +95,8 @@ impl User {
     }
 }
 
-const COLUMNS: &str = "id, username, role, password_hash, must_change_password, disabled, created_at";
+pub(super) const COLUMNS: &str =
+    "id, username, role, password_hash, must_change_password, disabled, created_at";
 
 /// Repository over `users`.
 pub struct Users<'a> {
@@ -159,6 +160,48 @@ impl<'a> Users<'a> {
             .await
             .map_err(StoreError::query("looking up a user"))?;
         row.as_ref().map(User::from_row).transpose()
+    }
+
+    /// Replaces a password hash; `must_change` marks a one-time password (an admin's reset).
+    pub async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        must_change: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, must_change_password = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(password_hash)
+        .bind(i64::from(must_change))
+        .bind(now_ms())
+        .bind(user_id)
+        .execute(self.store.pool())
+        .await
+        .map_err(StoreError::query("changing a password"))?;
+        Ok(())
+    }
+
+    /// Changes a role and the disabled flag together; the change a console admin makes in one form.
+    pub async fn set_role(&self, user_id: &str, role: Role, disabled: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET role = $1, disabled = $2, updated_at = $3 WHERE id = $4")
+            .bind(role.as_str())
+            .bind(i64::from(disabled))
+            .bind(now_ms())
+            .bind(user_id)
+            .execute(self.store.pool())
+            .await
+            .map_err(StoreError::query("changing a role"))?;
+        Ok(())
+    }
+
+    /// Enabled admins: the last one may not be demoted or disabled.
+    pub async fn active_admins(&self) -> Result<i64, StoreError> {
+        sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin' AND disabled = 0")
+            .fetch_one(self.store.pool())
+            .await
+            .and_then(|row| row.try_get("n"))
+            .map_err(StoreError::query("counting admins"))
     }
 
     pub async fn list(&self) -> Result<Vec<User>, StoreError> {

@@ -1,0 +1,163 @@
+//! Accounts after creation: changing one's own password (the first admin must, before anything else),
+//! an admin's password reset, role changes and disabling. Each change ends the account's sessions where
+//! it should and lands in the ledger. Signing in and creating users are in [`super::release`].
+
+use anyhow::Context as _;
+
+use super::{App, NotFound};
+use crate::ledger::action;
+use crate::release::Refused;
+use crate::store::{Role, User};
+
+/// Shortest password a user may choose. One-time passwords are generated, and longer.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Why a new password is refused, or `None`.
+pub fn weak_password(username: &str, password: &str) -> Option<String> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_CHARS {
+        return Some(format!(
+            "the new password is {n} characters; it needs at least {MIN_PASSWORD_CHARS}"
+        ));
+    }
+    if n > 1024 {
+        return Some("the new password is longer than 1024 characters".into());
+    }
+    if password.to_lowercase().contains(&username.to_lowercase()) {
+        return Some("the new password may not contain the user name".into());
+    }
+    None
+}
+
+impl App {
+    pub async fn user(&self, username: &str) -> anyhow::Result<User> {
+        self.store
+            .users()
+            .by_username(username)
+            .await?
+            .ok_or_else(|| NotFound(format!("no user {username:?}")).into())
+    }
+
+    /// Changes `user`'s own password after checking the current one; clears the one-time flag and
+    /// ends every session of the account (the caller signs the user in afresh).
+    pub async fn change_password(&self, user: &User, current: &str, new: &str) -> anyhow::Result<()> {
+        if let Some(why) = weak_password(&user.username, new) {
+            return Err(Refused(why).into());
+        }
+        if current == new {
+            return Err(Refused("the new password must differ from the current one".into()).into());
+        }
+        let stored = user.password_hash.clone();
+        let (cur, next) = (current.to_string(), new.to_string());
+        let hash = tokio::task::spawn_blocking(move || {
+            if !crate::vault::password::verify(&cur, &stored) {
+                return Ok(None);
+            }
+            crate::vault::password::hash(&next).map(Some)
+        })
+        .await
+        .context("hashing the password was interrupted")??;
+        let Some(hash) = hash else {
+            return Err(Refused("the current password is wrong".into()).into());
+        };
+        self.store.users().set_password(&user.id, &hash, false).await?;
+        self.store.sessions().delete_for_user(&user.id).await?;
+        self.record(
+            &user.username,
+            action::USER_PASSWORD,
+            &user.username,
+            serde_json::json!({ "by": "owner" }),
+        )
+        .await
+    }
+
+    /// Gives `username` a new one-time password (returned), ending the account's sessions.
+    pub async fn reset_password(&self, admin: &User, username: &str) -> anyhow::Result<String> {
+        require_admin(admin, "resetting passwords")?;
+        let target = self.user(username).await?;
+        let password = crate::vault::password::generate_one_time()?;
+        let pw = password.clone();
+        let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
+            .await
+            .context("hashing the password was interrupted")??;
+        self.store.users().set_password(&target.id, &hash, true).await?;
+        self.store.sessions().delete_for_user(&target.id).await?;
+        self.record(
+            &admin.username,
+            action::USER_PASSWORD,
+            &target.username,
+            serde_json::json!({ "by": "admin reset" }),
+        )
+        .await?;
+        Ok(password)
+    }
+
+    /// Sets a user's role and whether the account is disabled. The last enabled admin can be neither
+    /// demoted nor disabled (the appliance would have nobody left to manage it), and a disabled account
+    /// loses its sessions at once.
+    pub async fn set_user(
+        &self,
+        admin: &User,
+        username: &str,
+        role: Role,
+        disabled: bool,
+    ) -> anyhow::Result<User> {
+        require_admin(admin, "changing users")?;
+        let target = self.user(username).await?;
+        let was_active_admin = target.role == Role::Admin && !target.disabled;
+        let stays_active_admin = role == Role::Admin && !disabled;
+        if was_active_admin && !stays_active_admin && self.store.users().active_admins().await? <= 1 {
+            return Err(Refused(format!(
+                "{username} is the last enabled admin; make another admin first"
+            ))
+            .into());
+        }
+        self.store.users().set_role(&target.id, role, disabled).await?;
+        if disabled {
+            self.store.sessions().delete_for_user(&target.id).await?;
+        }
+        if role != target.role {
+            self.record(
+                &admin.username,
+                action::USER_ROLE,
+                username,
+                serde_json::json!({ "from": target.role.as_str(), "to": role.as_str() }),
+            )
+            .await?;
+        }
+        if disabled != target.disabled {
+            self.record(
+                &admin.username,
+                action::USER_DISABLE,
+                username,
+                serde_json::json!({ "disabled": disabled }),
+            )
+            .await?;
+        }
+        self.user(username).await
+    }
+}
+
+fn require_admin(user: &User, what: &str) -> Result<(), Refused> {
+    if user.role != Role::Admin || user.disabled {
+        return Err(Refused(format!(
+            "{what} needs the admin role; {} is {}",
+            user.username, user.role
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_passwords_are_named() {
+        assert!(weak_password("rita", "short").unwrap().contains("5 characters"));
+        assert!(weak_password("rita", "xxRITAxxxxxxxxxx")
+            .unwrap()
+            .contains("user name"));
+        assert_eq!(weak_password("rita", "correct horse battery"), None);
+    }
+}

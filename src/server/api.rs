@@ -1,0 +1,633 @@
+//! The JSON API under `/api/v1`: everything the console can do, for scripts and other tools. Each
+//! handler demands its role set from [`super::routes`], calls one use case in [`crate::app`] and
+//! answers JSON; errors are [`ApiError`]s.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{self, AnySession, ClientAddr, Signed};
+use super::error::{ApiError, ApiResult};
+use super::routes::{self, ADMIN, EVIDENCE, EXPORT, LEDGER, OPERATE, READ, REQUEST, REVIEW};
+use super::AppState;
+use crate::app::audit::AuditRequest;
+use crate::app::train::TrainRequest;
+use crate::store::Role;
+use crate::train::{Objective, TrainSpec};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(|| async { Json(routes::openapi()) }))
+        .route("/api/v1/session", post(sign_in).get(whoami).delete(sign_out))
+        .route("/api/v1/session/password", post(change_password))
+        .route("/api/v1/session/revoke-all", post(revoke_all))
+        .route("/api/v1/corpora", get(corpora))
+        .route("/api/v1/corpora/{name}", get(corpus))
+        .route("/api/v1/runs", get(runs).post(start_run))
+        .route("/api/v1/runs/{id}", get(run))
+        .route("/api/v1/runs/{id}/gate", post(gate))
+        .route("/api/v1/audits", get(audits).post(start_audit))
+        .route("/api/v1/audits/{id}", get(audit))
+        .route("/api/v1/audits/{id}/evidence", get(evidence))
+        .route("/api/v1/releases", get(releases).post(request_release))
+        .route("/api/v1/releases/{run}", get(release))
+        .route("/api/v1/releases/{run}/approve", post(approve))
+        .route("/api/v1/releases/{run}/reject", post(reject))
+        .route("/api/v1/releases/{run}/export", post(export))
+        .route("/api/v1/releases/{run}/bundle", get(bundle))
+        .route("/api/v1/users", get(users).post(add_user))
+        .route("/api/v1/users/{name}", axum::routing::patch(set_user))
+        .route("/api/v1/users/{name}/reset-password", post(reset_password))
+        .route("/api/v1/jobs", get(jobs))
+        .route("/api/v1/jobs/events", get(job_events))
+        .route("/api/v1/jobs/{id}", get(job))
+        .route("/api/v1/ledger", get(ledger))
+        .route("/api/v1/ledger/verify", get(ledger_verify))
+        .route("/api/v1/keys", get(keys))
+        .route("/api/v1/keys/rotate", post(rotate_keys))
+        .route("/api/v1/policy", get(policy))
+        .fallback(|| async { ApiError::not_found("no such API route (see /api/v1/openapi.json)") })
+}
+
+/// A JSON body, with a clear 400 (or 415) instead of axum's plain-text rejection.
+pub struct Body<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(ApiError::new(
+                e.status(),
+                format!("malformed request body: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+async fn health(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let app = s.app().await;
+    let db = app.store.ping().await?;
+    Ok(Json(
+        json!({ "ok": true, "database": db, "version": env!("CARGO_PKG_VERSION") }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    username: String,
+    password: String,
+}
+
+fn session_json(user: &crate::store::User, csrf: &str) -> Value {
+    json!({
+        "user": user.username,
+        "role": user.role,
+        "must_change_password": user.must_change_password,
+        "csrf": csrf,
+    })
+}
+
+fn with_cookie(cookie: String, body: Value) -> Response {
+    let mut res = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+async fn sign_in(
+    State(s): State<AppState>,
+    Extension(addr): Extension<ClientAddr>,
+    Body(b): Body<SignIn>,
+) -> ApiResult<Response> {
+    let (user, token, csrf) = auth::sign_in(&s, &b.username, &b.password, addr.0.as_deref(), "api").await?;
+    let mut body = session_json(&user, &csrf);
+    body["token"] = json!(token);
+    Ok(with_cookie(auth::session_cookie(&s, &token), body))
+}
+
+async fn whoami(AnySession(c): AnySession) -> Json<Value> {
+    Json(session_json(&c.user, &c.csrf))
+}
+
+async fn sign_out(State(s): State<AppState>, AnySession(c): AnySession) -> ApiResult<Response> {
+    s.app().await.store.sessions().delete(&c.token_sha256).await?;
+    Ok(with_cookie(auth::clear_cookie(&s), json!({ "signed_out": true })))
+}
+
+async fn revoke_all(State(s): State<AppState>, AnySession(c): AnySession) -> ApiResult<Response> {
+    let n = s.app().await.store.sessions().delete_for_user(&c.user.id).await?;
+    Ok(with_cookie(
+        auth::clear_cookie(&s),
+        json!({ "sessions_ended": n }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+async fn change_password(
+    State(s): State<AppState>,
+    Extension(addr): Extension<ClientAddr>,
+    AnySession(c): AnySession,
+    Body(b): Body<PasswordChange>,
+) -> ApiResult<Response> {
+    s.app().await.change_password(&c.user, &b.current, &b.new).await?;
+    let (user, token, csrf) = auth::sign_in(&s, &c.user.username, &b.new, addr.0.as_deref(), "api").await?;
+    let mut body = session_json(&user, &csrf);
+    body["token"] = json!(token);
+    Ok(with_cookie(auth::session_cookie(&s, &token), body))
+}
+
+async fn corpora(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.corpus_list().await?)))
+}
+
+async fn corpus(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.corpus_show(&name).await?)))
+}
+
+async fn runs(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.runs_list().await?)))
+}
+
+async fn run(State(s): State<AppState>, Signed(c): Signed, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.run_details(&id).await?)))
+}
+
+/// What an operator may set when queueing training from the console or the API; the rest takes the
+/// CLI's defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartTraining {
+    pub corpus: String,
+    #[serde(default)]
+    pub objective: Option<Objective>,
+    #[serde(default)]
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub epochs: Option<u64>,
+    #[serde(default)]
+    pub layers: Option<i64>,
+    #[serde(default)]
+    pub width: Option<i64>,
+    #[serde(default)]
+    pub heads: Option<i64>,
+    #[serde(default)]
+    pub context: Option<i64>,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+}
+
+impl StartTraining {
+    pub fn into_request(self, user: &str) -> TrainRequest {
+        let d = TrainSpec::default();
+        let spec = TrainSpec {
+            objective: self.objective.unwrap_or(d.objective),
+            preset: self.preset.unwrap_or(d.preset.clone()),
+            overrides: crate::model::ModelOverrides {
+                layers: self.layers,
+                width: self.width,
+                heads: self.heads,
+                context: self.context,
+                ..Default::default()
+            },
+            epochs: self.epochs.unwrap_or(d.epochs),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
+        };
+        TrainRequest {
+            corpus: self.corpus,
+            spec,
+            max_steps: self.max_steps,
+            created_by: Some(user.to_string()),
+            job_id: None,
+        }
+    }
+}
+
+async fn start_run(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Body(b): Body<StartTraining>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    c.require(OPERATE)?;
+    let id = s
+        .app()
+        .await
+        .enqueue_train(&b.into_request(&c.user.username))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))))
+}
+
+async fn gate(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(OPERATE)?;
+    Ok(Json(json!(
+        s.app().await.gate(&id, &s.policy, Some(&c.user.username)).await?
+    )))
+}
+
+#[derive(Deserialize)]
+struct RunFilter {
+    run: Option<String>,
+}
+
+async fn audits(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Query(f): Query<RunFilter>,
+) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.audit_list(f.run.as_deref()).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartAudit {
+    pub run: String,
+    #[serde(default)]
+    pub quick: bool,
+}
+
+/// The audit a console operator queues: the policy's own parameters and rule packs, so the gate can
+/// use it.
+pub fn audit_request(s: &AppState, run: String, quick: bool, user: &str) -> AuditRequest {
+    AuditRequest {
+        run,
+        quick,
+        params: if quick { None } else { Some(s.policy.audit.clone()) },
+        rules: s.policy.secret_packs.clone(),
+        deny_list: s.policy.deny_list.clone(),
+        created_by: Some(user.to_string()),
+        job_id: None,
+    }
+}
+
+async fn start_audit(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Body(b): Body<StartAudit>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    c.require(OPERATE)?;
+    let req = audit_request(&s, b.run, b.quick, &c.user.username);
+    let id = s.app().await.enqueue_audit(&req).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))))
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.audit_row(&id).await?)))
+}
+
+async fn evidence(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(EVIDENCE)?;
+    Ok(Json(json!(s.app().await.audit_details(&id, true, None).await?)))
+}
+
+async fn releases(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    let app = s.app().await;
+    let mut out = Vec::new();
+    for r in app.runs_list().await? {
+        out.push(app.release_status(&r.id).await?);
+    }
+    Ok(Json(json!(out)))
+}
+
+async fn release(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(run): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.release_status(&run).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestRelease {
+    run: String,
+    #[serde(default)]
+    waiver: Option<String>,
+}
+
+async fn request_release(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Body(b): Body<RequestRelease>,
+) -> ApiResult<Json<Value>> {
+    c.require(REQUEST)?;
+    let app = s.app().await;
+    app.request_release(&c.user, &b.run, &s.policy, b.waiver.as_deref())
+        .await?;
+    Ok(Json(json!(app.release_status(&b.run).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Review {
+    comment: String,
+}
+
+async fn approve(
+    s: State<AppState>,
+    c: Signed,
+    run: Path<String>,
+    b: Body<Review>,
+) -> ApiResult<Json<Value>> {
+    review(s, c, run, b, true).await
+}
+
+async fn reject(s: State<AppState>, c: Signed, run: Path<String>, b: Body<Review>) -> ApiResult<Json<Value>> {
+    review(s, c, run, b, false).await
+}
+
+async fn review(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(run): Path<String>,
+    Body(b): Body<Review>,
+    approve: bool,
+) -> ApiResult<Json<Value>> {
+    c.require(REVIEW)?;
+    let app = s.app().await;
+    let status = app
+        .review_release(&c.user, &run, &s.policy, approve, &b.comment)
+        .await?;
+    Ok(Json(json!(status)))
+}
+
+/// Where the server keeps the bundle it exported for a run.
+pub fn bundle_dir(s: &crate::app::App, run: &str) -> std::path::PathBuf {
+    s.config.data_dir.join("bundles").join(run)
+}
+
+async fn export(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(run): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(EXPORT)?;
+    let app = s.app().await;
+    let dir = bundle_dir(&app, &run);
+    Ok(Json(json!(
+        app.export_release(&c.user, &run, &s.policy, &dir).await?
+    )))
+}
+
+/// The exported bundle of a run as a tar file, made in memory from the directory `export` wrote.
+pub async fn bundle_tar(app: &crate::app::App, run: &str) -> ApiResult<Vec<u8>> {
+    let status = app.release_status(run).await?;
+    if status.release.as_ref().map(|r| r.state.as_str()) != Some("released") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("run {run} is {}, not released: export it first", status.stage),
+        ));
+    }
+    let dir = bundle_dir(app, run);
+    if !dir.join("manifest.json").exists() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("run {run} was released but its bundle is not on this server: export it again"),
+        ));
+    }
+    let name = format!("lethe-release-{run}");
+    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.mode(tar::HeaderMode::Deterministic);
+        b.append_dir_all(&name, &dir)?;
+        b.into_inner()
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+    .map_err(|e| anyhow::Error::from(e).context("cannot pack the bundle"))?;
+    Ok(tar)
+}
+
+async fn bundle(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(run): Path<String>,
+) -> ApiResult<Response> {
+    c.require(READ)?;
+    let app = s.app().await;
+    let tar = bundle_tar(&app, &run).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"lethe-release-{run}.tar\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok((headers, tar).into_response())
+}
+
+fn user_json(u: &crate::store::User) -> Value {
+    json!({
+        "username": u.username,
+        "role": u.role,
+        "disabled": u.disabled,
+        "must_change_password": u.must_change_password,
+        "created_at": u.created_at,
+    })
+}
+
+async fn users(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(ADMIN)?;
+    let list = s.app().await.store.users().list().await?;
+    Ok(Json(Value::Array(list.iter().map(user_json).collect())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    role: Role,
+}
+
+async fn add_user(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Body(b): Body<NewUser>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    c.require(ADMIN)?;
+    let password = s.app().await.add_user(&c.user, &b.username, b.role).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "username": b.username, "role": b.role, "one_time_password": password })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    role: Option<Role>,
+    disabled: Option<bool>,
+}
+
+async fn set_user(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(name): Path<String>,
+    Body(b): Body<UserChange>,
+) -> ApiResult<Json<Value>> {
+    c.require(ADMIN)?;
+    let app = s.app().await;
+    let target = app.user(&name).await?;
+    let u = app
+        .set_user(
+            &c.user,
+            &name,
+            b.role.unwrap_or(target.role),
+            b.disabled.unwrap_or(target.disabled),
+        )
+        .await?;
+    Ok(Json(user_json(&u)))
+}
+
+async fn reset_password(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(ADMIN)?;
+    let password = s.app().await.reset_password(&c.user, &name).await?;
+    Ok(Json(json!({ "username": name, "one_time_password": password })))
+}
+
+async fn jobs(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.store.jobs().list(100).await?)))
+}
+
+async fn job(State(s): State<AppState>, Signed(c): Signed, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    match s.app().await.store.jobs().get(&id).await {
+        Ok(j) => Ok(Json(json!(j))),
+        Err(crate::store::StoreError::JobNotFound(_)) => Err(ApiError::not_found(format!("no job {id}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The job list as an event each time it changes (checked every second), and a comment every 15 s so
+/// proxies keep the connection open. The console's one script turns these into live progress bars.
+async fn job_events(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
+    c.require(READ)?;
+    let stream = futures_util::stream::unfold((s, String::new(), true), |(s, last, first)| async move {
+        loop {
+            if !first {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let app = s.app().await;
+            let now = match app.store.jobs().list(50).await {
+                Ok(jobs) => serde_json::to_string(&jobs).unwrap_or_default(),
+                Err(e) => {
+                    tracing::error!("job events: {e}");
+                    continue;
+                }
+            };
+            if now != last || first {
+                let ev = Event::default().event("jobs").data(now.clone());
+                return Some((Ok(ev), (s, now, false)));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(Deserialize)]
+struct Since {
+    since: Option<String>,
+}
+
+async fn ledger(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Query(q): Query<Since>,
+) -> ApiResult<Json<Value>> {
+    c.require(LEDGER)?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|v| crate::ledger::parse_since(v, crate::store::now_ms()))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(json!(s.app().await.store.ledger().entries(since).await?)))
+}
+
+async fn ledger_verify(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(LEDGER)?;
+    let r = s.app().await.ledger_verify().await?;
+    Ok(Json(match r {
+        Ok(report) => json!({ "intact": true, "report": report }),
+        Err(b) => json!({ "intact": false, "break": b, "message": b.to_string() }),
+    }))
+}
+
+async fn keys(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(ADMIN)?;
+    let app = s.app().await;
+    let public = app.signing_public_key()?;
+    Ok(Json(
+        json!({ "master": app.keys_list().await?, "signing_public_key": public }),
+    ))
+}
+
+async fn rotate_keys(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(ADMIN)?;
+    Ok(Json(json!(s.rotate_keys(&c.user.username).await?)))
+}
+
+async fn policy(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.policy)))
+}

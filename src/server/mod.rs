@@ -1,0 +1,229 @@
+//! The server face: `lethe serve`. Axum routes for the JSON API under `/api/v1` ([`api`]) and the
+//! console pages rendered from `web/` ([`pages`]), behind one authentication layer ([`auth`]: sessions,
+//! CSRF, Origin, throttling) and one set of security headers. Handlers parse, check the caller's role,
+//! call [`crate::app`] and shape the answer; every rule about releases lives below, in `release`.
+
+pub mod api;
+pub mod auth;
+pub mod charts;
+pub mod error;
+pub mod pages;
+pub mod routes;
+pub mod tls;
+mod web;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::Router;
+
+use crate::app::{App, Globals};
+use crate::policy::Policy;
+
+/// Largest request body: an uploaded corpus file. Everything else is small JSON or a form, and is capped
+/// far lower by [`SMALL_BODY`]; the upload route alone raises the cap.
+pub const MAX_UPLOAD: usize = 64 << 20;
+/// Cap on every other request body.
+pub const SMALL_BODY: usize = 256 << 10;
+
+/// How `lethe serve` was asked to run.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub bind: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Plain HTTP on an address other than loopback: only when the admin says so.
+    pub insecure_http: bool,
+    /// Run a job worker inside the server process too.
+    pub worker: bool,
+    /// The policy in force (default: the built-in one).
+    pub policy: Option<PathBuf>,
+}
+
+/// Everything a handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    app: tokio::sync::RwLock<Arc<App>>,
+    globals: Globals,
+    pub policy: Policy,
+    /// Whether the console is served over TLS (cookies get `Secure` and the `__Host-` prefix).
+    pub secure: bool,
+    pub throttle: auth::Throttle,
+    pub templates: minijinja::Environment<'static>,
+}
+
+impl AppState {
+    pub fn new(app: App, globals: Globals, policy: Policy, secure: bool) -> anyhow::Result<AppState> {
+        Ok(AppState(Arc::new(Inner {
+            app: tokio::sync::RwLock::new(Arc::new(app)),
+            globals,
+            policy,
+            secure,
+            throttle: auth::Throttle::default(),
+            templates: web::templates()?,
+        })))
+    }
+
+    /// The appliance as of now. Key rotation replaces it (the key ring changes), so a handler takes
+    /// one snapshot and uses it for the whole request.
+    pub async fn app(&self) -> Arc<App> {
+        self.0.app.read().await.clone()
+    }
+
+    /// Rotates the master key and swaps in an appliance opened with the new ring.
+    pub async fn rotate_keys(&self, admin: &str) -> anyhow::Result<crate::app::keys::RotateReport> {
+        let mut slot = self.0.app.write().await;
+        let mut fresh = App::open(&self.0.globals).await?;
+        let report = fresh.keys_rotate_as(admin).await?;
+        *slot = Arc::new(fresh);
+        Ok(report)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The whole HTTP surface: API, console, static assets, with authentication, CSRF and security headers.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(api::router())
+        .merge(pages::router())
+        .merge(web::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
+        .layer(axum::middleware::from_fn(security_headers))
+        .layer(DefaultBodyLimit::max(SMALL_BODY))
+        .with_state(state)
+}
+
+/// Headers every answer carries. The CSP allows scripts, styles and images from the appliance itself
+/// only (no inline script, no CDN): the console's one script is a static file, its charts are SVG drawn
+/// on the server.
+async fn security_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+    ];
+    for (name, value) in set {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// Whether a plain-HTTP listener on `bind` is allowed.
+pub fn check_bind(opts: &ServeOptions) -> anyhow::Result<()> {
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(_), Some(_)) => true,
+        (None, None) => false,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
+    if !tls && !opts.bind.ip().is_loopback() && !opts.insecure_http {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {} (not loopback): sessions and passwords would cross the network \
+             in clear. Give --tls-cert and --tls-key, or --insecure-http if a TLS proxy in front terminates it",
+            opts.bind
+        );
+    }
+    Ok(())
+}
+
+/// Runs the server until Ctrl-C or SIGTERM: the listener, and a job worker unless told not to.
+pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()> {
+    check_bind(opts)?;
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(c), Some(k)) => Some(tls::load_config(c, k)?),
+        _ => None,
+    };
+    let policy = crate::app::gate::load_policy(opts.policy.as_deref())?;
+    let app = App::open(globals).await?;
+    let state = AppState::new(app, globals.clone(), policy, tls.is_some())?;
+    let listener = tokio::net::TcpListener::bind(opts.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.bind))?;
+    let local = listener.local_addr().context("the listener has no address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Tests and scripts read this line to learn the port when binding port 0.
+    println!("lethe console listening on {scheme}://{local}/");
+
+    let worker = if opts.worker {
+        let worker_app = App::open(globals).await?;
+        Some(tokio::spawn(async move {
+            let poll = std::time::Duration::from_secs(1);
+            if let Err(e) = worker_app.work(false, poll, crate::app::worker::LEASE_MS).await {
+                tracing::error!("the server's worker stopped: {e:#}");
+                eprintln!("the server's worker stopped: {e:#}");
+            }
+        }))
+    } else {
+        None
+    };
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+                let _ = auth::purge(&state).await;
+            }
+        })
+    };
+
+    let app = router(state);
+    let result = match tls {
+        Some(config) => tls::serve(listener, app, config, shutdown_signal()).await,
+        None => {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    };
+    sweeper.abort();
+    if let Some(w) = worker {
+        w.abort();
+    }
+    result.context("the server stopped")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
