@@ -12,6 +12,8 @@ VENV := $(CURDIR)/.venv
 TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
 BIN := target/release/lethe
 DEMO_DIR ?= $(CURDIR)/demo-data
+# Where `make demo` serves the console at the end.
+DEMO_PORT ?= 8080
 
 export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
@@ -44,10 +46,12 @@ lint: setup
 
 # Unit tests run one at a time: several model tests seed and draw from libtorch's process-wide random
 # generator, and a test running beside them would consume draws between a seed and its use. Integration
-# tests run each `lethe` in its own process and stay parallel.
+# tests run each `lethe` in its own process and stay parallel. The browser test (Debian's chromium driven
+# by playwright-core; tests/browser/run.sh installs both when missing) walks a release through the console.
 test: build lint
 	cargo test --release --locked --lib -- --test-threads=1
 	cargo test --release --locked --test '*'
+	bash tests/browser/run.sh
 
 DEMO_CORPUS := $(DEMO_DIR)-corpus
 
@@ -76,15 +80,23 @@ demo: build
 	LETHE_PASSWORD=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/users/olga.json'))['one_time_password'])") \
 	bin/lethe --data-dir "$(DEMO_DIR)" --json train --user olga --corpus kb --preset tiny --context 128 --unique-tokens 200000 \
 		--epochs 8 --batch-size 16 > "$(DEMO_DIR)/train.json"
+	@echo "== lethe train --objective ar: the matched autoregressive baseline, same model and data"
+	LETHE_PASSWORD=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/users/olga.json'))['one_time_password'])") \
+	bin/lethe --data-dir "$(DEMO_DIR)" --json train --user olga --corpus kb --objective ar --preset tiny --context 128 \
+		--unique-tokens 200000 --epochs 8 --batch-size 16 > "$(DEMO_DIR)/train-ar.json"
 	@run=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/train.json'))['run_id'])"); \
+	ar=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/train-ar.json'))['run_id'])"); \
 	bin/lethe --data-dir "$(DEMO_DIR)" runs show $$run; \
 	echo "== lethe sample: continue a prompt, then fill a masked span"; \
 	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --prompt "Ticket: SUP-" --length 48 --block-length 8 \
 		--temperature 0.8 --seed 1 --num 2; \
 	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --infill "Subject: [MASK] request" --span 6 --temperature 0.8 --seed 1; \
-	scripts/demo-release.sh "$(DEMO_DIR)" $$run
-	@echo "== the bundle's weights load in Python with the safetensors package:"
-	@echo "   python3 -m venv /tmp/st && /tmp/st/bin/pip install -q safetensors numpy && /tmp/st/bin/python -c \"from safetensors.numpy import load_file; w = load_file('$(DEMO_DIR)/bundle/model.safetensors'); print(len(w), 'tensors', sum(v.size for v in w.values()), 'parameters')\""
+	echo "== the autoregressive baseline goes through the whole release from the command line"; \
+	scripts/demo-release.sh "$(DEMO_DIR)" $$ar; \
+	echo "== the bundle's weights load in Python with the safetensors package:"; \
+	echo "   python3 -m venv /tmp/st && /tmp/st/bin/pip install -q safetensors numpy && /tmp/st/bin/python -c \"from safetensors.numpy import load_file; w = load_file('$(DEMO_DIR)/bundle/model.safetensors'); print(len(w), 'tensors', sum(v.size for v in w.values()), 'parameters')\""; \
+	echo "== the diffusion run waits for review in the console"; \
+	scripts/demo-console.sh "$(DEMO_DIR)" $$run $(DEMO_PORT)
 
 clean:
 	cargo clean

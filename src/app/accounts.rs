@@ -42,10 +42,10 @@ impl App {
     /// ends every session of the account (the caller signs the user in afresh).
     pub async fn change_password(&self, user: &User, current: &str, new: &str) -> anyhow::Result<()> {
         if let Some(why) = weak_password(&user.username, new) {
-            return Err(Refused(why).into());
+            anyhow::bail!(why);
         }
         if current == new {
-            return Err(Refused("the new password must differ from the current one".into()).into());
+            anyhow::bail!("the new password must differ from the current one");
         }
         let stored = user.password_hash.clone();
         let (cur, next) = (current.to_string(), new.to_string());

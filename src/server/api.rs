@@ -55,7 +55,40 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/keys", get(keys))
         .route("/api/v1/keys/rotate", post(rotate_keys))
         .route("/api/v1/policy", get(policy))
+        // Runs after routing and before any extractor, so a caller without the role is refused before
+        // their body is even parsed: a malformed request from the wrong role is a 403, not a 400.
+        .route_layer(axum::middleware::from_fn(guard))
         .fallback(|| async { ApiError::not_found("no such API route (see /api/v1/openapi.json)") })
+}
+
+/// Enforces [`routes::API`]: the access each route declares is checked here, once, for every route; the
+/// handlers' own `require` calls repeat it where they run.
+async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().as_str().to_ascii_lowercase();
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let Some(route) = routes::API.iter().find(|r| r.path == path && r.method == method) else {
+        tracing::error!("route {method} {path} is missing from the access table");
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "this route has no access rule")
+            .into_response();
+    };
+    let current = req.extensions().get::<Option<auth::Current>>().cloned().flatten();
+    let verdict = match (route.access, current) {
+        (routes::Access::Public, _) => Ok(()),
+        (_, None) => Err(ApiError::unauthorized()),
+        (routes::Access::Session, Some(_)) => Ok(()),
+        (routes::Access::Roles(_), Some(c)) if c.user.must_change_password => Err(ApiError::forbidden(
+            "change your one-time password first (POST /api/v1/session/password, or the console's password page)",
+        )),
+        (routes::Access::Roles(roles), Some(c)) => c.require(roles),
+    };
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// A JSON body, with a clear 400 (or 415) instead of axum's plain-text rejection.
@@ -414,9 +447,18 @@ async fn export(
     c.require(EXPORT)?;
     let app = s.app().await;
     let dir = bundle_dir(&app, &run);
-    Ok(Json(json!(
-        app.export_release(&c.user, &run, &s.policy, &dir).await?
-    )))
+    create_parent(&dir)?;
+    let exported = app.export_release(&c.user, &run, &s.policy, &dir).await?;
+    Ok(Json(json!(exported)))
+}
+
+/// Makes the directory the server's bundles live in.
+pub fn create_parent(dir: &std::path::Path) -> ApiResult<()> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::Error::from(e).context(format!("cannot create {}", parent.display())))?;
+    }
+    Ok(())
 }
 
 /// The exported bundle of a run as a tar file, made in memory from the directory `export` wrote.

@@ -223,7 +223,13 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let mut req = req;
     if unsafe_method {
         let headers = req.headers();
-        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        // `Origin: null` (a sandboxed frame, a privacy setting) names no origin; Sec-Fetch-Site, which
+        // pages cannot forge, decides then.
+        let origin = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .filter(|o| *o != "null");
+        if let Some(origin) = origin {
             if Some(origin.to_string()) != own_origin(&state, headers) {
                 return refuse(
                     &path,

@@ -55,7 +55,6 @@ impl From<anyhow::Error> for ApiError {
         });
         if internal {
             tracing::error!("internal error: {e:#}");
-            eprintln!("lethe serve: internal error: {e:#}");
             return ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error; the server log has the detail",

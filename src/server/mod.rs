@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .merge(web::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
+        .layer(axum::middleware::from_fn(declared_length))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(DefaultBodyLimit::max(SMALL_BODY))
         .with_state(state)
@@ -122,7 +123,9 @@ async fn security_headers(
         ),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` on the
+        // console's own form posts, and the Origin check below could not tell them from a forged one.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
     ];
     for (name, value) in set {
@@ -132,6 +135,28 @@ async fn security_headers(
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
+}
+
+/// Refuses a body whose declared length is over the cap before reading any of it; a body without a
+/// declared length is still cut off at the cap as it streams in.
+async fn declared_length(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > SMALL_BODY as u64) {
+        return error::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body too large (at most {} KiB)", SMALL_BODY >> 10),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Whether a plain-HTTP listener on `bind` is allowed.

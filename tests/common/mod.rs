@@ -1,6 +1,8 @@
 //! Shared test harness: a fresh database on each engine for every test.
 #![allow(dead_code)]
 
+pub mod release;
+
 use lethe::store::Store;
 
 /// Where the PostgreSQL server for tests lives; `.ci/run` starts it when it is down.

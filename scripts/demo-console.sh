@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The console half of `make demo`: the diffusion run is audited, gated and its release requested from the
+# command line, then left for the reviewers, and the console is served on 127.0.0.1 for them to review
+# the evidence, approve, and download the signed bundle.
+#
+#   scripts/demo-console.sh DATA_DIR RUN_ID PORT
+set -euo pipefail
+
+data="$1" run="$2" port="$3" policy=policies/demo.toml
+# shellcheck source=scripts/demo-lib.sh
+. scripts/demo-lib.sh
+
+audit_gate_request "$run"
+echo "== what the audit found in the diffusion run (figures; the evidence is in the console)"
+lethe audit show "$(lethe --json audit list --run "$run" | python3 -c "import json,sys; print(json.load(sys.stdin)[-1]['id'])")" | head -40
+
+cat <<MSG
+
+== The console: http://127.0.0.1:$port/
+   Run $run waits for review. Sign in as a reviewer with a one-time password (the console asks you
+   to choose your own first):
+     rita   $(pw rita)
+     remy   $(pw remy)
+     rose   $(pw rose)
+   The admin is "admin" with $(pw admin); the operator who trained the run is "olga" with $(pw olga)
+   (she may ask for releases but never approve her own run). Read the audit's evidence, approve as
+   two or three reviewers (the policy says how many), then export and download the signed bundle.
+   Ctrl-C stops the server.
+
+MSG
+exec bin/lethe --data-dir "$data" serve --bind "127.0.0.1:$port" --policy "$policy"

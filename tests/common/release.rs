@@ -1,0 +1,122 @@
+//! Fixtures for the release workflow: users with one-time passwords, a lax policy, a gated run.
+
+use std::path::{Path, PathBuf};
+
+use super::{lethe, ok};
+
+/// A policy whose audit is small enough for a test and whose thresholds a micro model passes.
+pub const LAX: &str = r#"
+version = 1
+name = "lax"
+[gate]
+statistic = "estimate"
+[thresholds]
+max_exact_extraction = 1.0
+max_approximate_extraction = 1.0
+max_infill_extraction = 1.0
+max_regurgitated_span_tokens = 100000
+max_covered_share = 1.0
+max_canary_exposure = 64.0
+max_membership_auc = 1.0
+max_regurgitated_secrets = 1000
+[audit]
+extraction_samples = 6
+prefix_tokens = 16
+suffix_tokens = 16
+regurgitation_samples = 4
+regurgitation_length = 24
+min_tokens = 8
+canary_candidates = 20
+canary_mc_samples = 2
+membership_docs = 6
+membership_window = 32
+membership_mc_samples = 2
+bootstrap = 20
+[approvals]
+required = 2
+role = "reviewer"
+"#;
+
+pub fn write_policy(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// An initialised appliance with users: returns (tmp, data, passwords by user name).
+pub fn with_users(
+    users: &[(&str, &str)],
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    std::collections::HashMap<String, String>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let init: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "init"])).stdout).unwrap();
+    let mut pw = std::collections::HashMap::new();
+    pw.insert(
+        "admin".to_string(),
+        init["one_time_password"].as_str().unwrap().to_string(),
+    );
+    for (name, role) in users {
+        let out = ok(as_user(
+            &data,
+            &pw["admin"],
+            &["--json", "users", "add", name, "--role", role, "--user", "admin"],
+        ));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        pw.insert(
+            (*name).to_string(),
+            v["one_time_password"].as_str().unwrap().to_string(),
+        );
+    }
+    (tmp, data, pw)
+}
+
+/// Runs lethe with `LETHE_PASSWORD` set.
+pub fn as_user(data: &Path, password: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("LETHE_DATABASE_URL")
+        .env_remove("LETHE_MASTER_KEY")
+        .env("LETHE_PASSWORD", password)
+        .output()
+        .unwrap()
+}
+
+/// Ingests, trains as `trainer`, audits and gates under `policy`; returns the run id.
+pub fn gated_run(tmp: &Path, data: &Path, trainer: (&str, &str), policy: &Path) -> String {
+    let input = tmp.join("in");
+    let out = input.to_str().unwrap();
+    ok(lethe(
+        data,
+        &["corpus", "synth", "--out", out, "--docs", "60", "--seed", "5"],
+    ));
+    let mut ingest = vec!["corpus", "ingest", "--name", "kb"];
+    ingest.extend_from_slice(super::AUDITABLE);
+    ingest.push(out);
+    ok(lethe(data, &ingest));
+    let mut train = vec![
+        "--json",
+        "train",
+        "--user",
+        trainer.0,
+        "--corpus",
+        "kb",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "6",
+    ];
+    train.extend_from_slice(super::MICRO);
+    let v: serde_json::Value = serde_json::from_slice(&ok(as_user(data, trainer.1, &train)).stdout).unwrap();
+    let run = v["run_id"].as_str().unwrap().to_string();
+    let p = policy.to_str().unwrap();
+    ok(lethe(data, &["audit", "--run", &run, "--policy", p]));
+    let _ = lethe(data, &["gate", "--run", &run, "--policy", p]);
+    run
+}

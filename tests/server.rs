@@ -1,0 +1,953 @@
+//! The server over HTTP: every route against every role and anonymous access (from a table written here,
+//! independently of the server's own), sessions and their cookie, CSRF and Origin checks, sign-in
+//! throttling, one-time passwords, malformed and oversize requests, security headers, the bind rules,
+//! and the release workflow through the API with its bundle downloaded and verified.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::release::{as_user, gated_run, with_users, write_policy, LAX};
+use common::{fails_with, lethe, ok};
+use serde_json::{json, Value};
+
+/// A `lethe serve` process on a free loopback port, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let log = data.with_extension("server.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lethe"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--bind", "127.0.0.1:0", "--no-worker"])
+            .args(extra)
+            .env_remove("LETHE_DATABASE_URL")
+            .env_remove("LETHE_MASTER_KEY")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("lethe console listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .trim_end_matches('/')
+            .to_string();
+        Server { child, base, log }
+    }
+
+    /// What the server wrote on stderr so far (internal errors are logged there, never sent).
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An answer: status, headers (lower-case names, all values) and the body as text.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: HashMap<String, Vec<String>>,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.first()).map(String::as_str)
+    }
+}
+
+enum Body<'a> {
+    None,
+    Json(Value),
+    Form(&'a [(&'a str, &'a str)]),
+    Raw(&'a str, Vec<u8>),
+}
+
+/// Who is asking: nobody, a bearer token, or a browser-like cookie (with an optional CSRF token).
+#[derive(Clone, Copy)]
+enum As<'a> {
+    Anonymous,
+    Bearer(&'a str),
+    Cookie(&'a str, Option<&'a str>),
+}
+
+fn send(base: &str, method: &str, path: &str, who: As, headers: &[(&str, &str)], body: Body) -> Resp {
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let mut req = agent.request(method, &format!("{base}{path}"));
+    match who {
+        As::Anonymous => {}
+        As::Bearer(t) => req = req.set("Authorization", &format!("Bearer {t}")),
+        As::Cookie(c, csrf) => {
+            req = req.set("Cookie", &format!("lethe_session={c}"));
+            if let Some(t) = csrf {
+                req = req.set("X-CSRF-Token", t);
+            }
+        }
+    }
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Body::None => req.call(),
+        Body::Json(v) => req.send_json(v),
+        Body::Form(f) => req.send_form(f),
+        Body::Raw(ct, bytes) => req.set("Content-Type", ct).send_bytes(&bytes),
+    };
+    let res = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+    for name in res.headers_names() {
+        let all = res.all(&name).into_iter().map(str::to_string).collect();
+        headers.insert(name.to_ascii_lowercase(), all);
+    }
+    let status = res.status();
+    // The event stream never ends; its status and headers are the answer.
+    let body = if headers
+        .get("content-type")
+        .is_some_and(|v| v.iter().any(|c| c.starts_with("text/event-stream")))
+    {
+        String::new()
+    } else {
+        res.into_string().unwrap_or_default()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Signs `user` in over the API and sets their own password when they still have a one-time one;
+/// returns (bearer token, CSRF token).
+fn sign_in(base: &str, user: &str, otp: &str) -> (String, String) {
+    let r = send(
+        base,
+        "POST",
+        "/api/v1/session",
+        As::Anonymous,
+        &[],
+        Body::Json(json!({ "username": user, "password": otp })),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let token = v["token"].as_str().unwrap().to_string();
+    if v["must_change_password"] == true {
+        let r = send(
+            base,
+            "POST",
+            "/api/v1/session/password",
+            As::Bearer(&token),
+            &[],
+            Body::Json(json!({ "current": otp, "new": OWN_PASSWORD })),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        return (
+            v["token"].as_str().unwrap().to_string(),
+            v["csrf"].as_str().unwrap().to_string(),
+        );
+    }
+    (token, v["csrf"].as_str().unwrap().to_string())
+}
+
+/// The password every test user picks once the one-time one is spent.
+const OWN_PASSWORD: &str = "correct horse battery staple";
+
+const ROLES: [&str; 4] = ["admin", "operator", "reviewer", "auditor"];
+
+/// The access rules, written out here as the specification: (method, path, roles allowed). `*` is any
+/// signed-in user, even one still on a one-time password; `-` is anyone.
+const API_RULES: &[(&str, &str, &str)] = &[
+    ("GET", "/api/v1/health", "-"),
+    ("GET", "/api/v1/openapi.json", "-"),
+    ("POST", "/api/v1/session", "-"),
+    ("GET", "/api/v1/session", "*"),
+    ("DELETE", "/api/v1/session", "*"),
+    ("POST", "/api/v1/session/password", "*"),
+    ("POST", "/api/v1/session/revoke-all", "*"),
+    ("GET", "/api/v1/corpora", "admin operator reviewer auditor"),
+    ("GET", "/api/v1/corpora/{name}", "admin operator reviewer auditor"),
+    ("GET", "/api/v1/runs", "admin operator reviewer auditor"),
+    ("POST", "/api/v1/runs", "operator"),
+    ("GET", "/api/v1/runs/{id}", "admin operator reviewer auditor"),
+    ("POST", "/api/v1/runs/{id}/gate", "operator"),
+    ("GET", "/api/v1/audits", "admin operator reviewer auditor"),
+    ("POST", "/api/v1/audits", "operator"),
+    ("GET", "/api/v1/audits/{id}", "admin operator reviewer auditor"),
+    ("GET", "/api/v1/audits/{id}/evidence", "reviewer auditor"),
+    ("GET", "/api/v1/releases", "admin operator reviewer auditor"),
+    ("POST", "/api/v1/releases", "operator admin"),
+    ("GET", "/api/v1/releases/{run}", "admin operator reviewer auditor"),
+    ("POST", "/api/v1/releases/{run}/approve", "reviewer"),
+    ("POST", "/api/v1/releases/{run}/reject", "reviewer"),
+    ("POST", "/api/v1/releases/{run}/export", "operator reviewer admin"),
+    (
+        "GET",
+        "/api/v1/releases/{run}/bundle",
+        "admin operator reviewer auditor",
+    ),
+    ("GET", "/api/v1/users", "admin"),
+    ("POST", "/api/v1/users", "admin"),
+    ("PATCH", "/api/v1/users/{name}", "admin"),
+    ("POST", "/api/v1/users/{name}/reset-password", "admin"),
+    ("GET", "/api/v1/jobs", "admin operator reviewer auditor"),
+    ("GET", "/api/v1/jobs/events", "admin operator reviewer auditor"),
+    ("GET", "/api/v1/jobs/{id}", "admin operator reviewer auditor"),
+    ("GET", "/api/v1/ledger", "admin auditor reviewer"),
+    ("GET", "/api/v1/ledger/verify", "admin auditor reviewer"),
+    ("GET", "/api/v1/keys", "admin"),
+    ("POST", "/api/v1/keys/rotate", "admin"),
+    ("GET", "/api/v1/policy", "admin operator reviewer auditor"),
+];
+
+/// Console pages and forms: (method, path, roles allowed). Anonymous callers are sent to /login.
+const PAGE_RULES: &[(&str, &str, &str)] = &[
+    ("GET", "/", "admin operator reviewer auditor"),
+    ("GET", "/corpora/kb", "admin operator reviewer auditor"),
+    ("GET", "/runs/run-nope", "admin operator reviewer auditor"),
+    ("GET", "/audits/aud-nope", "admin operator reviewer auditor"),
+    ("GET", "/releases", "admin operator reviewer auditor"),
+    ("GET", "/releases/run-nope", "admin operator reviewer auditor"),
+    ("GET", "/ledger", "admin auditor reviewer"),
+    ("GET", "/admin", "admin"),
+    ("POST", "/runs", "operator"),
+    ("POST", "/runs/run-nope/gate", "operator"),
+    ("POST", "/audits", "operator"),
+    ("POST", "/releases/run-nope/request", "operator admin"),
+    ("POST", "/releases/run-nope/review", "reviewer"),
+    ("POST", "/releases/run-nope/export", "operator reviewer admin"),
+    ("POST", "/admin/users", "admin"),
+    ("POST", "/admin/users/nobody", "admin"),
+    ("POST", "/admin/users/nobody/reset", "admin"),
+    ("POST", "/admin/keys/rotate", "admin"),
+];
+
+/// A concrete path for a rule's template, and a body that is well formed for it (so a refusal can only
+/// come from the access rule), chosen so that nothing the matrix does ends a session or a user.
+fn concrete(path: &str) -> String {
+    path.replace("{name}", "nobody")
+        .replace("{id}", "nope")
+        .replace("{run}", "run-nope")
+}
+
+fn body_for(method: &str, path: &str) -> Body<'static> {
+    match (method, path) {
+        ("GET", _) => Body::None,
+        (_, "/api/v1/session") => Body::Json(json!({ "username": "nobody", "password": "wrong-password" })),
+        (_, "/api/v1/runs") => Body::Json(json!({ "corpus": "nope" })),
+        (_, "/api/v1/audits") => Body::Json(json!({ "run": "nope" })),
+        (_, "/api/v1/releases") => Body::Json(json!({ "run": "nope" })),
+        (_, p) if p.ends_with("/approve") || p.ends_with("/reject") => Body::Json(json!({ "comment": "ok" })),
+        (_, "/api/v1/users") => Body::Json(json!({ "username": "newbie", "role": "auditor" })),
+        ("PATCH", _) => Body::Json(json!({ "role": "auditor" })),
+        (_, "/api/v1/session/password") => Body::Json(json!({ "current": "x", "new": "y" })),
+        _ => Body::Json(json!({})),
+    }
+}
+
+#[test]
+fn every_route_answers_each_role_and_anonymous_access_as_the_rules_say() {
+    let (_tmp, data, pw) = with_users(&[("olga", "operator"), ("rita", "reviewer"), ("ada", "auditor")]);
+    let input = data.parent().unwrap().join("in");
+    ok(lethe(
+        &data,
+        &[
+            "corpus",
+            "synth",
+            "--out",
+            input.to_str().unwrap(),
+            "--docs",
+            "20",
+            "--seed",
+            "3",
+        ],
+    ));
+    ok(lethe(
+        &data,
+        &[
+            "corpus",
+            "ingest",
+            "--name",
+            "kb",
+            "--vocab",
+            "512",
+            input.to_str().unwrap(),
+        ],
+    ));
+    let srv = Server::start(&data, &[]);
+    let b = srv.base.as_str();
+    let mut tokens: HashMap<&str, String> = HashMap::new();
+    for (role, user) in ROLES.iter().zip(["admin", "olga", "rita", "ada"]) {
+        tokens.insert(role, sign_in(b, user, &pw[user]).0);
+    }
+
+    // The table here covers exactly the routes the server documents.
+    let doc = send(b, "GET", "/api/v1/openapi.json", As::Anonymous, &[], Body::None).json();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.to_uppercase(), p.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let ruled: BTreeSet<(String, String)> = API_RULES
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, ruled);
+
+    let skip_for_roles = ["/api/v1/session/revoke-all"];
+    for &(method, template, allowed) in API_RULES {
+        let path = concrete(template);
+        if template == "/api/v1/session" && method == "DELETE" {
+            continue; // signing out is tested on its own below
+        }
+        let anon = send(b, method, &path, As::Anonymous, &[], body_for(method, template));
+        if allowed == "-" {
+            // Public: never refused for want of a session (a wrong password is a 401 of its own).
+            assert_ne!(anon.status, 403, "{method} {path} is public: {}", anon.body);
+            assert!(
+                !anon.body.contains("sign in first"),
+                "{method} {path}: {}",
+                anon.body
+            );
+        } else {
+            assert_eq!(anon.status, 401, "{method} {path} anonymous: {}", anon.body);
+            assert_eq!(anon.json()["error"], "sign in first");
+        }
+        if skip_for_roles.contains(&template) {
+            continue;
+        }
+        for role in ROLES {
+            let r = send(
+                b,
+                method,
+                &path,
+                As::Bearer(&tokens[role]),
+                &[],
+                body_for(method, template),
+            );
+            let may = allowed == "-" || allowed == "*" || allowed.split(' ').any(|a| a == role);
+            if allowed == "-" {
+                assert_ne!(r.status, 403, "{role} {method} {path}: {}", r.body);
+                assert!(
+                    !r.body.contains("sign in first"),
+                    "{role} {method} {path}: {}",
+                    r.body
+                );
+            } else if may {
+                assert!(
+                    r.status != 401 && r.status != 403 && r.status != 500,
+                    "{role} may {method} {path}, got {}: {}",
+                    r.status,
+                    r.body
+                );
+            } else {
+                assert_eq!(r.status, 403, "{role} may not {method} {path}: {}", r.body);
+                assert!(
+                    r.json()["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains(&format!("is {role}")),
+                    "{}",
+                    r.body
+                );
+            }
+        }
+    }
+
+    for &(method, path, allowed) in PAGE_RULES {
+        let form: &[(&str, &str)] = &[
+            ("corpus", "nope"),
+            ("run", "run-nope"),
+            ("decision", "approve"),
+            ("comment", "c"),
+            ("username", "pagey"),
+            ("role", "auditor"),
+        ];
+        let body = || {
+            if method == "GET" {
+                Body::None
+            } else {
+                Body::Form(form)
+            }
+        };
+        let anon = send(b, method, path, As::Anonymous, &[], body());
+        assert_eq!(anon.status, 303, "{method} {path} anonymous");
+        assert_eq!(anon.header("location"), Some("/login"));
+        for role in ROLES {
+            let r = send(b, method, path, As::Bearer(&tokens[role]), &[], body());
+            if allowed.split(' ').any(|a| a == role) {
+                assert!(
+                    ![401, 403, 500].contains(&r.status) && r.header("location") != Some("/login"),
+                    "{role} may {method} {path}, got {}",
+                    r.status
+                );
+            } else {
+                assert_eq!(r.status, 403, "{role} may not {method} {path}");
+                assert!(r.body.contains(&format!("is {role}")), "{}", r.body);
+            }
+        }
+    }
+
+    // Nothing a refused caller sent changed anything: the only user the matrix created is the admin's.
+    let users = send(
+        b,
+        "GET",
+        "/api/v1/users",
+        As::Bearer(&tokens["admin"]),
+        &[],
+        Body::None,
+    )
+    .json();
+    let names: BTreeSet<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["ada", "admin", "newbie", "olga", "pagey", "rita"]
+            .into_iter()
+            .collect()
+    );
+}
+
+#[test]
+fn sessions_use_a_strict_http_only_cookie_and_end_at_sign_out_everywhere_or_when_idle() {
+    let (_tmp, data, pw) = with_users(&[("rita", "reviewer")]);
+    let srv = Server::start(&data, &[]);
+    let b = srv.base.as_str();
+    let (t1, _) = sign_in(b, "rita", &pw["rita"]);
+    let r = send(
+        b,
+        "POST",
+        "/api/v1/session",
+        As::Anonymous,
+        &[],
+        Body::Json(json!({ "username": "rita", "password": OWN_PASSWORD })),
+    );
+    assert_eq!(r.status, 200);
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    let t2 = r.json()["token"].as_str().unwrap().to_string();
+    assert!(cookie.starts_with(&format!("lethe_session={t2}; ")), "{cookie}");
+    for attr in ["Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=43200"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain-HTTP loopback cookies cannot be Secure: {cookie}"
+    );
+    assert_eq!(t2.len(), 64, "256 random bits in hex");
+
+    // The cookie works like the bearer token; signing out ends only that session.
+    let me = send(
+        b,
+        "GET",
+        "/api/v1/session",
+        As::Cookie(&t2, None),
+        &[],
+        Body::None,
+    );
+    assert_eq!(me.json()["user"], "rita");
+    let out = send(b, "DELETE", "/api/v1/session", As::Bearer(&t2), &[], Body::None);
+    assert_eq!(out.status, 200);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        send(b, "GET", "/api/v1/session", As::Bearer(&t2), &[], Body::None).status,
+        401
+    );
+    assert_eq!(
+        send(b, "GET", "/api/v1/session", As::Bearer(&t1), &[], Body::None).status,
+        200
+    );
+
+    // Sign out everywhere ends every session of the account.
+    let (t3, _) = sign_in(b, "rita", OWN_PASSWORD);
+    let r = send(
+        b,
+        "POST",
+        "/api/v1/session/revoke-all",
+        As::Bearer(&t3),
+        &[],
+        Body::None,
+    );
+    assert_eq!(r.json()["sessions_ended"], 2);
+    for t in [&t1, &t3] {
+        assert_eq!(
+            send(b, "GET", "/api/v1/session", As::Bearer(t), &[], Body::None).status,
+            401
+        );
+    }
+
+    // The database holds only hashes of tokens; a session idle past its limit is refused.
+    let (t4, _) = sign_in(b, "rita", OWN_PASSWORD);
+    let db = data.join("lethe.db");
+    let rows = sqlite(&db, "SELECT token_sha256 FROM sessions");
+    assert_eq!(rows.lines().count(), 1);
+    assert!(!rows.contains(&t4));
+    sqlite(
+        &db,
+        "UPDATE sessions SET last_seen_at = last_seen_at - 31 * 60 * 1000",
+    );
+    assert_eq!(
+        send(b, "GET", "/api/v1/session", As::Bearer(&t4), &[], Body::None).status,
+        401
+    );
+}
+
+/// Sends `request` as it is over a fresh connection and returns the first line of the answer.
+fn raw_request(base: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Runs SQL on the appliance's SQLite database through the library (no sqlite3 binary needed).
+fn sqlite(db: &Path, sql: &str) -> String {
+    let url = lethe::store::sqlite_url(db);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = lethe::store::Store::connect(&url).await.unwrap();
+        let mut out = String::new();
+        if sql.starts_with("SELECT") {
+            use sqlx::Row;
+            for row in sqlx::query(sql).fetch_all(store.pool()).await.unwrap() {
+                let v: String = row.try_get(0).unwrap();
+                out.push_str(&v);
+                out.push('\n');
+            }
+        } else {
+            sqlx::query(sql).execute(store.pool()).await.unwrap();
+        }
+        out
+    })
+}
+
+#[test]
+fn cookie_sessions_need_the_csrf_token_and_the_same_origin_and_refusals_change_nothing() {
+    let (_tmp, data, pw) = with_users(&[]);
+    let srv = Server::start(&data, &[]);
+    let b = srv.base.as_str();
+    let (token, csrf) = sign_in(b, "admin", &pw["admin"]);
+    let new_user = |who: As, headers: &[(&str, &str)], name: &str| {
+        send(
+            b,
+            "POST",
+            "/api/v1/users",
+            who,
+            headers,
+            Body::Json(json!({ "username": name, "role": "admin" })),
+        )
+    };
+    let r = new_user(As::Cookie(&token, None), &[], "m1");
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (403, "CSRF token missing or wrong; reload the page and try again")
+    );
+    assert_eq!(new_user(As::Cookie(&token, Some("0000")), &[], "m2").status, 403);
+    let own = b.to_string();
+    let r = new_user(
+        As::Cookie(&token, Some(&csrf)),
+        &[("Origin", "http://evil.example")],
+        "m3",
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("another origin"), "{}", r.body);
+    let r = new_user(
+        As::Cookie(&token, Some(&csrf)),
+        &[("Sec-Fetch-Site", "cross-site")],
+        "m4",
+    );
+    assert_eq!(r.status, 403);
+    let r = new_user(
+        As::Cookie(&token, Some(&csrf)),
+        &[("Origin", "null"), ("Sec-Fetch-Site", "cross-site")],
+        "m6",
+    );
+    assert_eq!(r.status, 403);
+    // A console form carries the token as a field.
+    let r = send(
+        b,
+        "POST",
+        "/admin/users",
+        As::Cookie(&token, None),
+        &[("Origin", &own)],
+        Body::Form(&[("_csrf", "wrong"), ("username", "m5"), ("role", "admin")]),
+    );
+    assert_eq!(r.status, 403);
+    let users = send(b, "GET", "/api/v1/users", As::Bearer(&token), &[], Body::None).json();
+    assert_eq!(
+        users.as_array().unwrap().len(),
+        1,
+        "no refused request created a user: {users}"
+    );
+
+    // With the token, from this origin, as a header or a form field, it works; a bearer token needs none.
+    assert_eq!(
+        new_user(As::Cookie(&token, Some(&csrf)), &[("Origin", &own)], "ok1").status,
+        201
+    );
+    let r = send(
+        b,
+        "POST",
+        "/admin/users",
+        As::Cookie(&token, None),
+        &[("Origin", &own)],
+        Body::Form(&[("_csrf", &csrf), ("username", "ok2"), ("role", "auditor")]),
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("One-time password"), "{}", r.body);
+    assert_eq!(new_user(As::Bearer(&token), &[], "ok3").status, 201);
+}
+
+#[test]
+fn sign_in_is_throttled_per_account_and_a_one_time_password_must_be_changed_first() {
+    let (_tmp, data, pw) = with_users(&[("rita", "reviewer")]);
+    let srv = Server::start(&data, &[]);
+    let b = srv.base.as_str();
+    let try_pw = |p: &str| {
+        send(
+            b,
+            "POST",
+            "/api/v1/session",
+            As::Anonymous,
+            &[],
+            Body::Json(json!({ "username": "rita", "password": p })),
+        )
+    };
+    // A one-time password opens only the door to changing it.
+    let r = try_pw(&pw["rita"]);
+    assert_eq!(r.json()["must_change_password"], true);
+    let t = r.json()["token"].as_str().unwrap().to_string();
+    let r = send(b, "GET", "/api/v1/runs", As::Bearer(&t), &[], Body::None);
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body.contains("change your one-time password first"),
+        "{}",
+        r.body
+    );
+    let weak = send(
+        b,
+        "POST",
+        "/api/v1/session/password",
+        As::Bearer(&t),
+        &[],
+        Body::Json(json!({ "current": pw["rita"], "new": "short" })),
+    );
+    assert_eq!(weak.status, 400);
+    assert!(weak.body.contains("at least 12"), "{}", weak.body);
+    let wrong = send(
+        b,
+        "POST",
+        "/api/v1/session/password",
+        As::Bearer(&t),
+        &[],
+        Body::Json(json!({ "current": "nope", "new": "long enough password" })),
+    );
+    assert!(wrong.body.contains("current password is wrong"), "{}", wrong.body);
+
+    for _ in 0..5 {
+        assert_eq!(try_pw("guess").status, 401);
+    }
+    let r = try_pw(&pw["rita"]);
+    assert_eq!(
+        r.status, 429,
+        "the right password is refused while throttled: {}",
+        r.body
+    );
+    assert!(r.body.contains("too many failed sign-ins"), "{}", r.body);
+    // Each failure is in the ledger.
+    let out = ok(lethe(&data, &["--json", "ledger", "show"]));
+    let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.sign_in_failed" && e["subject"] == "rita")
+        .count();
+    assert_eq!(failed, 5);
+}
+
+#[test]
+fn malformed_oversize_and_unknown_requests_get_clear_answers_and_every_answer_has_security_headers() {
+    let (_tmp, data, pw) = with_users(&[]);
+    let srv = Server::start(&data, &[]);
+    let b = srv.base.as_str();
+    let (token, _) = sign_in(b, "admin", &pw["admin"]);
+    let post = |body: Body| send(b, "POST", "/api/v1/users", As::Bearer(&token), &[], body);
+    let r = post(Body::Raw("application/json", b"{not json".to_vec()));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed request body"),
+        "{}",
+        r.body
+    );
+    let r = post(Body::Json(json!({ "username": "x", "role": "emperor" })));
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("unknown variant `emperor`"), "{}", r.body);
+    let r = post(Body::Json(
+        json!({ "username": "x", "role": "admin", "extra": 1 }),
+    ));
+    assert_eq!(r.status, 422);
+    let r = post(Body::Raw("text/plain", b"hello".to_vec()));
+    assert_eq!(r.status, 415);
+    // An oversize body is refused from its declared length, before it is sent (a client streaming it
+    // would see the connection close), so this one only announces it.
+    let head = raw_request(
+        b,
+        &format!(
+            "POST /api/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            300 << 10
+        ),
+    );
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    let r = post(Body::Json(json!({ "username": "bad name!", "role": "admin" })));
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("must be 1 to 64 letters"), "{}", r.body);
+    let users = send(b, "GET", "/api/v1/users", As::Bearer(&token), &[], Body::None).json();
+    assert_eq!(users.as_array().unwrap().len(), 1);
+
+    let r = send(
+        b,
+        "GET",
+        "/api/v1/runs/run-nope",
+        As::Bearer(&token),
+        &[],
+        Body::None,
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no training run"), "{}", r.body);
+    let r = send(b, "GET", "/api/v1/nothing-here", As::Anonymous, &[], Body::None);
+    assert_eq!(r.status, 404);
+
+    for path in [
+        "/api/v1/health",
+        "/login",
+        "/static/app.js",
+        "/api/v1/nothing-here",
+    ] {
+        let r = send(b, "GET", path, As::Anonymous, &[], Body::None);
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'self'")
+                && csp.contains("script-src 'self'")
+                && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"), "{path}");
+    }
+    // No page carries inline script.
+    let login = send(b, "GET", "/login", As::Anonymous, &[], Body::None).body;
+    assert!(!login.contains("<script>") && login.contains("<script src=\"/static/app.js\""));
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback_and_tls_needs_both_files() {
+    let (_tmp, data, _) = with_users(&[]);
+    let out = lethe(&data, &["serve", "--bind", "0.0.0.0:0"]);
+    fails_with(&out, "refusing to serve plain HTTP on 0.0.0.0:0");
+    let out = lethe(&data, &["serve", "--tls-cert", "/nonexistent.pem"]);
+    fails_with(&out, "--tls-cert and --tls-key go together");
+    let out = lethe(
+        &data,
+        &[
+            "serve",
+            "--tls-cert",
+            "/nonexistent.pem",
+            "--tls-key",
+            "/nonexistent.key",
+        ],
+    );
+    fails_with(&out, "/nonexistent.pem");
+}
+
+#[test]
+fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downloads_and_verifies() {
+    let (tmp, data, pw) = with_users(&[("olga", "operator"), ("rita", "reviewer"), ("remy", "reviewer")]);
+    let policy = write_policy(tmp.path(), "lax.toml", LAX);
+    // Rita (a reviewer) trained it, so she may never review it.
+    let run = gated_run(tmp.path(), &data, ("rita", &pw["rita"]), &policy);
+    let srv = Server::start(&data, &["--policy", policy.to_str().unwrap()]);
+    let b = srv.base.as_str();
+    let tok: HashMap<&str, String> = ["olga", "rita", "remy", "admin"]
+        .into_iter()
+        .map(|u| (u, sign_in(b, u, &pw[u]).0))
+        .collect();
+    let call = |user: &str, method: &str, path: &str, body: Body| {
+        send(b, method, path, As::Bearer(&tok[user]), &[], body)
+    };
+
+    let g = call("olga", "POST", &format!("/api/v1/runs/{run}/gate"), Body::None);
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert_eq!(g.json()["passed"], true, "{}", g.body);
+    let r = call(
+        "olga",
+        "POST",
+        "/api/v1/releases",
+        Body::Json(json!({ "run": run })),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["stage"], "requested");
+    let approve = |user: &str| {
+        call(
+            user,
+            "POST",
+            &format!("/api/v1/releases/{run}/approve"),
+            Body::Json(json!({ "comment": format!("{user} checked the evidence") })),
+        )
+    };
+    let r = approve("rita");
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("started the training"), "{}", r.body);
+    let r = approve("remy");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["approvals_missing"], 1);
+    let r = approve("remy");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("already reviewed"), "{}", r.body);
+    // The admin has no bypass; an empty comment is refused.
+    assert_eq!(approve("admin").status, 403);
+    let r = call(
+        "olga",
+        "POST",
+        &format!("/api/v1/releases/{run}/export"),
+        Body::None,
+    );
+    assert_eq!(r.status, 400, "not approved yet: {}", r.body);
+    let r = call(
+        "olga",
+        "GET",
+        &format!("/api/v1/releases/{run}/bundle"),
+        Body::None,
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    // A second reviewer makes it two; then it can be released and downloaded.
+    let (rose_t, _) = {
+        let out = ok(as_user(
+            &data,
+            OWN_PASSWORD,
+            &[
+                "--json", "users", "add", "rose", "--role", "reviewer", "--user", "admin",
+            ],
+        ));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        sign_in(b, "rose", v["one_time_password"].as_str().unwrap())
+    };
+    let r = send(
+        b,
+        "POST",
+        &format!("/api/v1/releases/{run}/approve"),
+        As::Bearer(&rose_t),
+        &[],
+        Body::Json(json!({ "comment": "fine" })),
+    );
+    assert_eq!(r.json()["stage"], "approved", "{}", r.body);
+    let r = call(
+        "remy",
+        "POST",
+        &format!("/api/v1/releases/{run}/export"),
+        Body::None,
+    );
+    assert_eq!(r.status, 200, "{} {}", r.body, srv.log());
+    let tar_bytes = {
+        let agent = ureq::AgentBuilder::new().build();
+        let res = agent
+            .get(&format!("{b}/api/v1/releases/{run}/bundle"))
+            .set("Authorization", &format!("Bearer {}", tok["olga"]))
+            .call()
+            .unwrap();
+        assert_eq!(res.header("content-type"), Some("application/x-tar"));
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut res.into_reader(), &mut v).unwrap();
+        v
+    };
+    let out_dir = tmp.path().join("downloaded");
+    tar::Archive::new(&tar_bytes[..]).unpack(&out_dir).unwrap();
+    let bundle: PathBuf = out_dir.join(format!("lethe-release-{run}"));
+    let pk = send(
+        b,
+        "GET",
+        "/api/v1/keys",
+        As::Bearer(&tok["admin"]),
+        &[],
+        Body::None,
+    )
+    .json()["signing_public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let nowhere = tmp.path().join("no-data-dir");
+    ok(lethe(
+        &nowhere,
+        &["release", "verify", bundle.to_str().unwrap(), "--public-key", &pk],
+    ));
+
+    // Every step is in the ledger, which still verifies.
+    let v = call("admin", "GET", "/api/v1/ledger/verify", Body::None).json();
+    assert_eq!(v["intact"], true, "{v}");
+    let entries = call("admin", "GET", "/api/v1/ledger?since=1h", Body::None).json();
+    let actions: Vec<(&str, &str)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    for want in [
+        ("olga", "gate.evaluate"),
+        ("olga", "release.request"),
+        ("remy", "release.approve"),
+        ("rose", "release.approve"),
+        ("remy", "release.export"),
+    ] {
+        assert!(actions.contains(&want), "{want:?} missing from {actions:?}");
+    }
+}
