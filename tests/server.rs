@@ -191,6 +191,7 @@ const API_RULES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/session/password", "*"),
     ("POST", "/api/v1/session/revoke-all", "*"),
     ("GET", "/api/v1/corpora", "admin operator reviewer auditor"),
+    ("POST", "/api/v1/corpora", "operator"),
     ("GET", "/api/v1/corpora/{name}", "admin operator reviewer auditor"),
     ("GET", "/api/v1/runs", "admin operator reviewer auditor"),
     ("POST", "/api/v1/runs", "operator"),
@@ -228,6 +229,7 @@ const API_RULES: &[(&str, &str, &str)] = &[
 /// Console pages and forms: (method, path, roles allowed). Anonymous callers are sent to /login.
 const PAGE_RULES: &[(&str, &str, &str)] = &[
     ("GET", "/", "admin operator reviewer auditor"),
+    ("POST", "/corpora", "operator"),
     ("GET", "/corpora/kb", "admin operator reviewer auditor"),
     ("GET", "/runs/run-nope", "admin operator reviewer auditor"),
     ("GET", "/audits/aud-nope", "admin operator reviewer auditor"),
@@ -950,4 +952,137 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
     ] {
         assert!(actions.contains(&want), "{want:?} missing from {actions:?}");
     }
+}
+
+/// A multipart/form-data body: text fields, then files.
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "lethe-test-boundary-7d1c";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes(),
+        );
+    }
+    for (name, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn an_operator_uploads_a_corpus_held_in_memory_and_bad_uploads_are_refused() {
+    let (_tmp, data, pw) = with_users(&[("olga", "operator"), ("rita", "reviewer")]);
+    let srv = Server::start(&data, &[]);
+    let b = srv.base.as_str();
+    let olga = sign_in(b, "olga", &pw["olga"]).0;
+    let rita = sign_in(b, "rita", &pw["rita"]).0;
+    let marker = "zebra-quartz-4471 never leaves memory";
+    let mut text = String::new();
+    for i in 0..200 {
+        text.push_str(&format!(
+            "Ticket {i}: the printer on floor {} is jammed again. {marker}\n",
+            i % 7
+        ));
+    }
+    let jsonl: String = (0..30)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({ "text": format!("Runbook step {i}: restart the queue and check the lag.") })
+            )
+        })
+        .collect();
+    let upload = |who: &str, fields: &[(&str, &str)], files: &[(&str, &[u8])]| {
+        let (ct, body) = multipart(fields, files);
+        send(
+            b,
+            "POST",
+            "/api/v1/corpora",
+            As::Bearer(who),
+            &[],
+            Body::Raw(&ct, body),
+        )
+    };
+    let fields = [("name", "tickets"), ("vocab", "512"), ("holdout", "0.1")];
+    let files: [(&str, &[u8]); 2] = [
+        ("notes/tickets.txt", text.as_bytes()),
+        ("runbook.jsonl", jsonl.as_bytes()),
+    ];
+
+    let r = upload(&rita, &fields, &files);
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = upload(&olga, &[("vocab", "512")], &files);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("needs a corpus name"), "{}", r.body);
+    let r = upload(&olga, &[("name", "empty")], &[]);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("no files uploaded"), "{}", r.body);
+    let r = upload(&olga, &[("name", "x"), ("vocab", "many")], &files);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("vocab must be a whole number"), "{}", r.body);
+    let head = raw_request(
+        b,
+        &format!(
+            "POST /api/v1/corpora HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {olga}\r\n\
+             Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {}\r\n\r\n",
+            65 << 20
+        ),
+    );
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+
+    let r = upload(&olga, &fields, &files);
+    assert_eq!(r.status, 201, "{} {}", r.body, srv.log());
+    let report = r.json();
+    assert_eq!(report["name"], "tickets");
+    // One document for the text file and one per JSONL line.
+    assert_eq!(report["stats"]["documents"], 31, "{report}");
+    let listed = send(
+        b,
+        "GET",
+        "/api/v1/corpora/tickets",
+        As::Bearer(&rita),
+        &[],
+        Body::None,
+    );
+    assert_eq!(listed.status, 200);
+    let r = upload(&olga, &fields, &files);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("already exists"), "{}", r.body);
+
+    // The plaintext never reached a file: not in the data directory, and no upload links are left.
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "{} holds uploaded text",
+                p.display()
+            );
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("lethe-upload-"))
+        .collect();
+    assert!(left.is_empty(), "upload links left behind: {left:?}");
+    // The ingest is olga's, in the ledger.
+    let out = ok(lethe(&data, &["--json", "ledger", "show"]));
+    let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "corpus.ingest" && e["actor"] == "olga"));
 }

@@ -63,6 +63,34 @@ impl App {
     }
 
     pub async fn ingest(&self, opts: ingest::IngestOptions) -> anyhow::Result<ingest::IngestReport> {
+        self.ingest_as(opts, None).await
+    }
+
+    /// Ingests files uploaded through the console (`files`: name and bytes) as `user`. The bytes stay
+    /// in memory: see [`Uploads`].
+    pub async fn ingest_uploads(
+        &self,
+        mut opts: ingest::IngestOptions,
+        files: Vec<(String, Vec<u8>)>,
+        user: &str,
+    ) -> anyhow::Result<ingest::IngestReport> {
+        if files.is_empty() {
+            anyhow::bail!("no files uploaded: choose at least one text, Markdown, code or JSONL file");
+        }
+        let uploads = tokio::task::spawn_blocking(move || Uploads::new(files))
+            .await
+            .context("holding the upload was interrupted")??;
+        opts.inputs = uploads.paths.clone();
+        let report = self.ingest_as(opts, Some(user)).await;
+        drop(uploads);
+        report
+    }
+
+    async fn ingest_as(
+        &self,
+        opts: ingest::IngestOptions,
+        user: Option<&str>,
+    ) -> anyhow::Result<ingest::IngestReport> {
         ingest::validate_name(&opts.name)?;
         if self.store.corpora().by_name(&opts.name).await?.is_some() {
             anyhow::bail!(
@@ -102,7 +130,7 @@ impl App {
             tokens: report.stats.tokens as i64,
             vocab: report.stats.vocab as i64,
             stats: serde_json::to_value(&report.stats)?,
-            created_by: None,
+            created_by: user.map(str::to_string),
             created_at: crate::store::now_ms(),
         };
         if let Err(e) = self.store.corpora().register(&row, &built.data_key).await {
@@ -110,8 +138,9 @@ impl App {
             return Err(e.into());
         }
         ingest::mark_registered(&target)?;
+        let actor = user.map(str::to_string).unwrap_or_else(super::cli_actor);
         self.record(
-            &super::cli_actor(),
+            &actor,
             crate::ledger::action::CORPUS_INGEST,
             &row.id,
             serde_json::json!({
@@ -234,4 +263,80 @@ pub fn synth(out: &Path, docs: usize, seed: u64) -> anyhow::Result<corpus::synth
         out,
         &corpus::synth::SynthOptions { docs, seed },
     )?)
+}
+
+/// Uploaded files held in anonymous memory (Linux `memfd_create`), never in a file on disk, so an upload
+/// keeps the promise that plaintext lives only in memory. The ingest reads them through symlinks named
+/// like the uploads (so JSONL is told from text by its extension), in a temporary directory that holds
+/// nothing but the links; dropping this closes the memory files and removes the links.
+pub struct Uploads {
+    _memory: Vec<std::fs::File>,
+    dir: PathBuf,
+    pub paths: Vec<PathBuf>,
+}
+
+impl Uploads {
+    pub fn new(files: Vec<(String, Vec<u8>)>) -> anyhow::Result<Uploads> {
+        use std::io::Write as _;
+        let dir = std::env::temp_dir().join(format!("lethe-upload-{}", crate::vault::random_hex(8)?));
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut up = Uploads {
+            _memory: Vec::new(),
+            dir,
+            paths: Vec::new(),
+        };
+        for (i, (name, bytes)) in files.into_iter().enumerate() {
+            let mut f = memory_file(&name)?;
+            f.write_all(&bytes)
+                .with_context(|| format!("cannot hold upload {name:?} in memory"))?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+            let link = up.dir.join(format!("{i:04}-{}", safe_name(&name)));
+            std::os::unix::fs::symlink(format!("/proc/self/fd/{fd}"), &link)
+                .with_context(|| format!("cannot link upload {name:?}"))?;
+            up._memory.push(f);
+            up.paths.push(link);
+        }
+        Ok(up)
+    }
+}
+
+impl Drop for Uploads {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An anonymous in-memory file.
+fn memory_file(name: &str) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::FromRawFd as _;
+    let label = std::ffi::CString::new("lethe-upload").expect("a constant without NUL bytes");
+    // SAFETY: memfd_create takes a NUL-terminated name and flags and returns a new descriptor this
+    // process owns, or -1; ownership moves into the File, which closes it.
+    let fd = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot make an in-memory file for upload {name:?}"));
+    }
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// The base name of an uploaded file, cut to letters, digits, `.`, `_` and `-` (the browser names it).
+fn safe_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("upload");
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    if clean.trim_matches('.').is_empty() {
+        "upload.txt".into()
+    } else {
+        clean
+    }
 }

@@ -30,7 +30,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/session", post(sign_in).get(whoami).delete(sign_out))
         .route("/api/v1/session/password", post(change_password))
         .route("/api/v1/session/revoke-all", post(revoke_all))
-        .route("/api/v1/corpora", get(corpora))
+        .route(
+            "/api/v1/corpora",
+            get(corpora)
+                .post(upload_corpus)
+                .layer(axum::extract::DefaultBodyLimit::max(super::MAX_UPLOAD)),
+        )
         .route("/api/v1/corpora/{name}", get(corpus))
         .route("/api/v1/runs", get(runs).post(start_run))
         .route("/api/v1/runs/{id}", get(run))
@@ -194,6 +199,66 @@ async fn change_password(
 async fn corpora(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
     c.require(READ)?;
     Ok(Json(json!(s.app().await.corpus_list().await?)))
+}
+
+/// Reads an upload form: `name`, optional `vocab`, `holdout`, `canaries`, and one or more files.
+pub async fn read_upload(
+    mut form: axum::extract::Multipart,
+) -> ApiResult<(crate::corpus::IngestOptions, Vec<(String, Vec<u8>)>)> {
+    let mut opts = crate::corpus::IngestOptions::default();
+    let mut files = Vec::new();
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::new(e.status(), format!("malformed upload: {}", e.body_text()))
+    };
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if let Some(file) = field.file_name().map(str::to_string) {
+            let bytes = field.bytes().await.map_err(bad)?;
+            if !file.is_empty() {
+                files.push((file, bytes.to_vec()));
+            }
+            continue;
+        }
+        let text = field.text().await.map_err(bad)?;
+        let text = text.trim();
+        let number = |what: &str| -> ApiResult<usize> {
+            text.parse()
+                .map_err(|_| ApiError::bad_request(format!("{what} must be a whole number, not {text:?}")))
+        };
+        match name.as_str() {
+            "name" => opts.name = text.to_string(),
+            "vocab" if !text.is_empty() => opts.vocab = number("vocab")?,
+            "canaries" if !text.is_empty() => opts.canaries = number("canaries")?,
+            "holdout" if !text.is_empty() => {
+                opts.holdout = text.parse().map_err(|_| {
+                    ApiError::bad_request(format!("holdout must be a share like 0.02, not {text:?}"))
+                })?
+            }
+            "vocab" | "canaries" | "holdout" | "_csrf" => {}
+            other => return Err(ApiError::bad_request(format!("unknown upload field {other:?}"))),
+        }
+    }
+    if opts.name.is_empty() {
+        return Err(ApiError::bad_request(
+            "the upload needs a corpus name (field `name`)",
+        ));
+    }
+    Ok((opts, files))
+}
+
+async fn upload_corpus(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    form: axum::extract::Multipart,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    c.require(OPERATE)?;
+    let (opts, files) = read_upload(form).await?;
+    let report = s
+        .app()
+        .await
+        .ingest_uploads(opts, files, &c.user.username)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(report))))
 }
 
 async fn corpus(

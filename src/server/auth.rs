@@ -162,7 +162,7 @@ fn wants_html(path: &str) -> bool {
     !path.starts_with("/api/")
 }
 
-fn refuse(path: &str, status: StatusCode, message: &str) -> Response {
+pub fn refuse(path: &str, status: StatusCode, message: &str) -> Response {
     if wants_html(path) {
         let body = format!(
             "<!doctype html><title>{status}</title><link rel=\"stylesheet\" href=\"/static/app.css\">\

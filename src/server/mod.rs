@@ -97,7 +97,7 @@ impl std::ops::Deref for AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
-        .merge(pages::router())
+        .merge(pages::router(state.clone()))
         .merge(web::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
         .layer(axum::middleware::from_fn(declared_length))
@@ -149,10 +149,14 @@ async fn declared_length(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > SMALL_BODY as u64) {
+    // Only the corpus upload (API and console form) takes large bodies.
+    let upload = req.method() == axum::http::Method::POST
+        && matches!(req.uri().path(), "/api/v1/corpora" | "/corpora");
+    let cap = if upload { MAX_UPLOAD } else { SMALL_BODY };
+    if declared.is_some_and(|n| n > cap as u64) {
         return error::ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body too large (at most {} KiB)", SMALL_BODY >> 10),
+            format!("request body too large (at most {} KiB)", cap >> 10),
         )
         .into_response();
     }

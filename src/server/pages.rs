@@ -21,13 +21,17 @@ use super::routes::{ADMIN, EVIDENCE, EXPORT, LEDGER, OPERATE, READ, REQUEST, REV
 use super::AppState;
 use crate::store::Role;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/logout-everywhere", post(logout_everywhere))
         .route("/password", get(password_page).post(password))
+        .route(
+            "/corpora",
+            post(upload_corpus).layer(axum::extract::DefaultBodyLimit::max(super::MAX_UPLOAD)),
+        )
         .route("/corpora/{name}", get(corpus_page))
         .route("/runs", post(start_run))
         .route("/runs/{id}", get(run_page))
@@ -45,6 +49,42 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{name}", post(set_user))
         .route("/admin/users/{name}/reset", post(reset_password))
         .route("/admin/keys/rotate", post(rotate_keys))
+        // As for the API: the role is checked before a form or an upload is read.
+        .route_layer(axum::middleware::from_fn_with_state(state, guard))
+}
+
+/// Enforces [`super::routes::PAGES`] before any extractor runs.
+async fn guard(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use super::routes::{Access, PAGES};
+    let method = req.method().as_str().to_ascii_lowercase();
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let Some(&(_, _, access)) = PAGES.iter().find(|(m, p, _)| *p == path && *m == method) else {
+        tracing::error!("page {method} {path} is missing from the access table");
+        return auth::refuse(
+            &path,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this page has no access rule",
+        );
+    };
+    let current = req.extensions().get::<Option<Current>>().cloned().flatten();
+    match (access, current) {
+        (Access::Public, _) => next.run(req).await,
+        (_, None) => see("/login"),
+        (Access::Session, Some(_)) => next.run(req).await,
+        (Access::Roles(_), Some(c)) if c.user.must_change_password => see("/password"),
+        (Access::Roles(roles), Some(c)) => match c.require(roles) {
+            Ok(()) => next.run(req).await,
+            Err(e) => fail(&s, Some(&c), e, "/"),
+        },
+    }
 }
 
 /// A signed-in console user. Without a session the browser is sent to the sign-in page; with a
@@ -351,6 +391,24 @@ async fn dashboard(State(s): State<AppState>, Viewer(c): Viewer) -> Response {
             "dashboard.html",
             json!({ "me": me(&c), "corpora": corpora, "runs": runs, "pending": pending, "audits": audits, "jobs": jobs }),
         ))
+    })
+    .await
+}
+
+async fn upload_corpus(
+    State(s): State<AppState>,
+    Viewer(c): Viewer,
+    form: axum::extract::Multipart,
+) -> Response {
+    page(&s, &c, "/", async {
+        c.require(OPERATE)?;
+        let (opts, files) = api::read_upload(form).await?;
+        let name = opts.name.clone();
+        s.app()
+            .await
+            .ingest_uploads(opts, files, &c.user.username)
+            .await?;
+        Ok(see(&format!("/corpora/{name}")))
     })
     .await
 }

@@ -52,6 +52,7 @@ pub const API: &[Route] = &[
     Route { method: "post", path: "/api/v1/session/password", access: Session, summary: "Change one's own password with {current, new}; ends every session and starts a new one" },
     Route { method: "post", path: "/api/v1/session/revoke-all", access: Session, summary: "Sign out everywhere" },
     Route { method: "get", path: "/api/v1/corpora", access: Roles(READ), summary: "Corpora with their sizes (never any text)" },
+    Route { method: "post", path: "/api/v1/corpora", access: Roles(OPERATE), summary: "Ingest uploaded files (multipart: name, vocab, holdout, canaries, files), held in memory only" },
     Route { method: "get", path: "/api/v1/corpora/{name}", access: Roles(READ), summary: "One corpus" },
     Route { method: "get", path: "/api/v1/runs", access: Roles(READ), summary: "Training runs" },
     Route { method: "post", path: "/api/v1/runs", access: Roles(OPERATE), summary: "Queue a training run {corpus, objective, preset, epochs, …}" },
@@ -142,3 +143,35 @@ pub fn openapi() -> serde_json::Value {
         }
     })
 }
+
+/// The console's pages and forms, with the same role sets as the API routes they mirror. Anonymous
+/// callers are sent to the sign-in page and one-time passwords to the password page, so only
+/// [`Access::Public`] and [`Access::Roles`] appear, and [`Access::Session`] for the password and
+/// sign-out forms.
+pub const PAGES: &[(&str, &str, Access)] = &[
+    ("get", "/", Roles(READ)),
+    ("get", "/login", Public),
+    ("post", "/login", Public),
+    ("post", "/logout", Public),
+    ("post", "/logout-everywhere", Session),
+    ("get", "/password", Session),
+    ("post", "/password", Session),
+    ("post", "/corpora", Roles(OPERATE)),
+    ("get", "/corpora/{name}", Roles(READ)),
+    ("post", "/runs", Roles(OPERATE)),
+    ("get", "/runs/{id}", Roles(READ)),
+    ("post", "/runs/{id}/gate", Roles(OPERATE)),
+    ("post", "/audits", Roles(OPERATE)),
+    ("get", "/audits/{id}", Roles(READ)),
+    ("get", "/releases", Roles(READ)),
+    ("get", "/releases/{run}", Roles(READ)),
+    ("post", "/releases/{run}/request", Roles(REQUEST)),
+    ("post", "/releases/{run}/review", Roles(REVIEW)),
+    ("post", "/releases/{run}/export", Roles(EXPORT)),
+    ("get", "/ledger", Roles(LEDGER)),
+    ("get", "/admin", Roles(ADMIN)),
+    ("post", "/admin/users", Roles(ADMIN)),
+    ("post", "/admin/users/{name}", Roles(ADMIN)),
+    ("post", "/admin/users/{name}/reset", Roles(ADMIN)),
+    ("post", "/admin/keys/rotate", Roles(ADMIN)),
+];

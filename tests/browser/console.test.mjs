@@ -394,6 +394,21 @@ step('4a', 'olga signs in and trains a tiny diffusion model from the dashboard',
   async () => {
     await signInFirstTime('olga', users.olga.otp);
     const { page } = users.olga;
+
+    // An upload from the dashboard: two files, held in memory by the server, sealed as corpus "notes".
+    const upload = page.locator('form[enctype="multipart/form-data"]');
+    await upload.getByLabel('Name').fill('notes');
+    await upload.getByLabel('Vocabulary').fill('512');
+    const lines = Array.from({ length: 40 }, (_, i) => `Note ${i}: the build on runner ${i % 5} needs a cache flush.`);
+    await upload.getByLabel('Files').setInputFiles([
+      { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from(lines.join('\n')) },
+      { name: 'faq.jsonl', mimeType: 'application/x-ndjson', buffer: Buffer.from(lines.map((t) => JSON.stringify({ text: t })).join('\n')) },
+    ]);
+    await follow(page, upload.getByRole('button', { name: 'Ingest' }), '/corpora/notes');
+    await expectText(page.locator('h1'), 'Corpus notes', 'the uploaded corpus page');
+    await expectText(page.locator('dl.facts'), /documents\s+41/, 'one document for the text file and one per JSONL line');
+    await follow(page, page.locator('header nav').getByRole('link', { name: 'Dashboard' }), '/');
+
     const form = page.locator('form[action="/runs"]');
     await expectText(page.locator('section', { has: form }).locator('h2'), 'Start training', 'the training form heading');
     await form.getByLabel('Corpus').selectOption('kb');
