@@ -69,12 +69,7 @@ pub fn router() -> Router<AppState> {
 /// Enforces [`routes::API`]: the access each route declares is checked here, once, for every route; the
 /// handlers' own `require` calls repeat it where they run.
 async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let method = req.method().as_str().to_ascii_lowercase();
-    let path = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_default();
+    let (method, path) = routes::matched(&req);
     let Some(route) = routes::API.iter().find(|r| r.path == path && r.method == method) else {
         tracing::error!("route {method} {path} is missing from the access table");
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "this route has no access rule")

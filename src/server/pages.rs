@@ -60,12 +60,7 @@ async fn guard(
     next: axum::middleware::Next,
 ) -> Response {
     use super::routes::{Access, PAGES};
-    let method = req.method().as_str().to_ascii_lowercase();
-    let path = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_default();
+    let (method, path) = super::routes::matched(&req);
     let Some(&(_, _, access)) = PAGES.iter().find(|(m, p, _)| *p == path && *m == method) else {
         tracing::error!("page {method} {path} is missing from the access table");
         return auth::refuse(

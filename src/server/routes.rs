@@ -21,6 +21,16 @@ pub const ADMIN: &[Role] = &[Role::Admin];
 /// The ledger.
 pub const LEDGER: &[Role] = &[Role::Admin, Role::Auditor, Role::Reviewer];
 
+/// The lower-case method and the route template a request matched, to look it up in the tables here.
+pub fn matched(req: &axum::extract::Request) -> (String, String) {
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    (req.method().as_str().to_ascii_lowercase(), path)
+}
+
 /// Who may call a route.
 #[derive(Debug, Clone, Copy)]
 pub enum Access {
