@@ -7,6 +7,9 @@ use sqlx::Row;
 use super::users::{User, COLUMNS as USER_COLUMNS};
 use super::{Store, StoreError};
 
+/// How stale a session's idle clock may get before a request moves it.
+pub const TOUCH_EVERY_MS: i64 = 60_000;
+
 /// A live session and the account it belongs to.
 #[derive(Debug, Clone)]
 pub struct SessionRow {
@@ -54,28 +57,16 @@ impl<'a> Sessions<'a> {
     }
 
     /// The session with this token hash, if it exists and is neither past its absolute expiry nor idle
-    /// since before `idle_since`; touching it moves its idle clock to `now`. One UPDATE … RETURNING-free
-    /// pair: the touch is conditional, so a session that expired between the two statements is not
-    /// revived.
+    /// since before `idle_since`. Its idle clock moves to `now` only when it last moved more than
+    /// [`TOUCH_EVERY_MS`] ago: idle expiry is counted in minutes, and a write on every request would make
+    /// each page view a database write. The move is conditional on the session still being live, so a
+    /// session that expired between the read and the write is not revived.
     pub async fn touch(
         &self,
         token_sha256: &str,
         now: i64,
         idle_since: i64,
     ) -> Result<Option<SessionRow>, StoreError> {
-        let touched = sqlx::query(
-            "UPDATE sessions SET last_seen_at = $1 \
-             WHERE token_sha256 = $2 AND expires_at > $1 AND last_seen_at > $3",
-        )
-        .bind(now)
-        .bind(token_sha256)
-        .bind(idle_since)
-        .execute(self.store.pool())
-        .await
-        .map_err(StoreError::query("touching a session"))?;
-        if touched.rows_affected() == 0 {
-            return Ok(None);
-        }
         let cols = USER_COLUMNS
             .split(", ")
             .map(|c| format!("u.{c}"))
@@ -89,7 +80,28 @@ impl<'a> Sessions<'a> {
         .fetch_optional(self.store.pool())
         .await
         .map_err(StoreError::query("reading a session"))?;
-        row.as_ref().map(session_from_row).transpose()
+        let Some(session) = row.as_ref().map(session_from_row).transpose()? else {
+            return Ok(None);
+        };
+        if session.expires_at <= now || session.last_seen_at <= idle_since {
+            return Ok(None);
+        }
+        if session.last_seen_at < now - TOUCH_EVERY_MS {
+            let touched = sqlx::query(
+                "UPDATE sessions SET last_seen_at = $1 \
+                 WHERE token_sha256 = $2 AND expires_at > $1 AND last_seen_at > $3",
+            )
+            .bind(now)
+            .bind(token_sha256)
+            .bind(idle_since)
+            .execute(self.store.pool())
+            .await
+            .map_err(StoreError::query("touching a session"))?;
+            if touched.rows_affected() == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(session))
     }
 
     /// Ends one session.
