@@ -1086,3 +1086,61 @@ fn an_operator_uploads_a_corpus_held_in_memory_and_bad_uploads_are_refused() {
         .iter()
         .any(|e| e["action"] == "corpus.ingest" && e["actor"] == "olga"));
 }
+
+#[test]
+fn over_tls_the_session_cookie_is_host_prefixed_and_secure() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    let (tmp, data, pw) = with_users(&[]);
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (tmp.path().join("c.pem"), tmp.path().join("k.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let srv = Server::start(
+        &data,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let addr = srv
+        .base
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("{} is not https", srv.base))
+        .to_string();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(&addr).unwrap());
+    let body = json!({ "username": "admin", "password": pw["admin"] }).to_string();
+    write!(
+        tls,
+        "POST /api/v1/session HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {answer}"));
+    assert!(cookie.contains("__Host-lethe_session="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain="), "{cookie}");
+}
