@@ -91,12 +91,12 @@ demo: build
 	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --prompt "Ticket: SUP-" --length 48 --block-length 8 \
 		--temperature 0.8 --seed 1 --num 2; \
 	bin/lethe --data-dir "$(DEMO_DIR)" sample --run $$run --infill "Subject: [MASK] request" --span 6 --temperature 0.8 --seed 1; \
-	echo "== the autoregressive baseline goes through the whole release from the command line"; \
-	scripts/demo-release.sh "$(DEMO_DIR)" $$ar; \
+	echo "== the diffusion run goes through the whole release from the command line"; \
+	scripts/demo-release.sh "$(DEMO_DIR)" $$run; \
 	echo "== the bundle's weights load in Python with the safetensors package:"; \
 	echo "   python3 -m venv /tmp/st && /tmp/st/bin/pip install -q safetensors numpy && /tmp/st/bin/python -c \"from safetensors.numpy import load_file; w = load_file('$(DEMO_DIR)/bundle/model.safetensors'); print(len(w), 'tensors', sum(v.size for v in w.values()), 'parameters')\""; \
-	echo "== the diffusion run waits for review in the console"; \
-	scripts/demo-console.sh "$(DEMO_DIR)" $$run $(DEMO_PORT)
+	echo "== the autoregressive baseline, same model, data and epochs, waits for review in the console"; \
+	scripts/demo-console.sh "$(DEMO_DIR)" $$ar $(DEMO_PORT)
 
 clean:
 	cargo clean

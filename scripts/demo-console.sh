@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The console half of `make demo`: the diffusion run is audited, gated and its release requested from the
-# command line, then left for the reviewers, and the console is served on 127.0.0.1 for them to review
-# the evidence, approve, and download the signed bundle.
+# The console half of `make demo`: a run (the autoregressive baseline, which memorizes the demo corpus far
+# more than the diffusion model trained the same way) is audited, gated and its release requested from the
+# command line, then left for the reviewers, and the console is served on 127.0.0.1 for them to read the
+# evidence (extracted text, regurgitated secrets, canary exposure) and approve or reject.
 #
 #   scripts/demo-console.sh DATA_DIR RUN_ID PORT
 set -euo pipefail
@@ -11,7 +12,7 @@ data="$1" run="$2" port="$3" policy=policies/demo.toml
 . scripts/demo-lib.sh
 
 audit_gate_request "$run"
-echo "== what the audit found in the diffusion run (figures; the evidence is in the console)"
+echo "== what the audit found (figures; the evidence, with the text beside its corpus source, is in the console)"
 lethe audit show "$(lethe --json audit list --run "$run" | python3 -c "import json,sys; print(json.load(sys.stdin)[-1]['id'])")" | head -40
 
 cat <<MSG
@@ -23,8 +24,9 @@ cat <<MSG
      remy   $(pw remy)
      rose   $(pw rose)
    The admin is "admin" with $(pw admin); the operator who trained the run is "olga" with $(pw olga)
-   (she may ask for releases but never approve her own run). Read the audit's evidence, approve as
-   two or three reviewers (the policy says how many), then export and download the signed bundle.
+   (she may ask for releases but never approve her own run). Read the audit's evidence: what the model
+   extracted and regurgitated, beside its corpus source, and the planted secrets it repeats. Reject it,
+   or approve it as three reviewers under the demo policy's waiver, then export and download the bundle.
    Ctrl-C stops the server.
 
 MSG
