@@ -212,6 +212,11 @@ const API_RULES: &[(&str, &str, &str)] = &[
         "/api/v1/releases/{run}/bundle",
         "admin operator reviewer auditor",
     ),
+    (
+        "GET",
+        "/api/v1/releases/{run}/verify",
+        "admin operator reviewer auditor",
+    ),
     ("GET", "/api/v1/users", "admin"),
     ("POST", "/api/v1/users", "admin"),
     ("PATCH", "/api/v1/users/{name}", "admin"),
@@ -912,6 +917,14 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
         std::io::Read::read_to_end(&mut res.into_reader(), &mut v).unwrap();
         v
     };
+    let v = call(
+        "olga",
+        "GET",
+        &format!("/api/v1/releases/{run}/verify"),
+        Body::None,
+    )
+    .json();
+    assert_eq!(v["ok"], true, "{v}");
     let out_dir = tmp.path().join("downloaded");
     tar::Archive::new(&tar_bytes[..]).unpack(&out_dir).unwrap();
     let bundle: PathBuf = out_dir.join(format!("lethe-release-{run}"));

@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/releases/{run}/reject", post(reject))
         .route("/api/v1/releases/{run}/export", post(export))
         .route("/api/v1/releases/{run}/bundle", get(bundle))
+        .route("/api/v1/releases/{run}/verify", get(verify))
         .route("/api/v1/users", get(users).post(add_user))
         .route("/api/v1/users/{name}", axum::routing::patch(set_user))
         .route("/api/v1/users/{name}/reset-password", post(reset_password))
@@ -87,7 +88,10 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     };
     match verdict {
         Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            routes::drain(req).await;
+            e.into_response()
+        }
     }
 }
 
@@ -567,6 +571,41 @@ async fn bundle(
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok((headers, tar).into_response())
+}
+
+/// Whether the bundle this server exported for `run` still verifies against the signing key: `ok` and a
+/// sentence for people.
+pub async fn verify_on_server(app: &crate::app::App, run: &str, public_key: &str) -> ApiResult<Value> {
+    let dir = bundle_dir(app, run);
+    if !dir.join("manifest.json").exists() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("run {run} has no exported bundle on this server"),
+        ));
+    }
+    let pk = public_key.to_string();
+    let r = tokio::task::spawn_blocking(move || crate::app::release::verify_bundle(&dir, &pk))
+        .await
+        .map_err(anyhow::Error::from)?;
+    Ok(match r {
+        Ok(_) => {
+            json!({ "ok": true, "message": "The bundle on this server verifies: every file matches the signed manifest." })
+        }
+        Err(e) => {
+            json!({ "ok": false, "message": format!("The bundle on this server does NOT verify: {e:#}") })
+        }
+    })
+}
+
+async fn verify(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(run): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    let app = s.app().await;
+    let pk = app.signing_public_key()?;
+    Ok(Json(verify_on_server(&app, &run, &pk).await?))
 }
 
 fn user_json(u: &crate::store::User) -> Value {

@@ -70,16 +70,17 @@ async fn guard(
         );
     };
     let current = req.extensions().get::<Option<Current>>().cloned().flatten();
-    match (access, current) {
-        (Access::Public, _) => next.run(req).await,
+    let refused = match (access, current) {
+        (Access::Public, _) | (Access::Session, Some(_)) => return next.run(req).await,
         (_, None) => see("/login"),
-        (Access::Session, Some(_)) => next.run(req).await,
         (Access::Roles(_), Some(c)) if c.user.must_change_password => see("/password"),
         (Access::Roles(roles), Some(c)) => match c.require(roles) {
-            Ok(()) => next.run(req).await,
+            Ok(()) => return next.run(req).await,
             Err(e) => fail(&s, Some(&c), e, "/"),
         },
-    }
+    };
+    super::routes::drain(req).await;
+    refused
 }
 
 /// A signed-in console user. Without a session the browser is sent to the sign-in page; with a
@@ -767,15 +768,7 @@ async fn release_page(State(s): State<AppState>, Viewer(c): Viewer, Path(run): P
         let bundle_ready = released && api::bundle_dir(&app, &run).join("manifest.json").exists();
         let public_key = app.signing_public_key()?;
         let verified = if bundle_ready {
-            let dir = api::bundle_dir(&app, &run);
-            let pk = public_key.clone();
-            let r = tokio::task::spawn_blocking(move || crate::app::release::verify_bundle(&dir, &pk))
-                .await
-                .map_err(anyhow::Error::from)?;
-            Some(match r {
-                Ok(_) => json!({ "ok": true, "message": "The bundle on this server verifies: every file matches the signed manifest." }),
-                Err(e) => json!({ "ok": false, "message": format!("The bundle on this server does NOT verify: {e:#}") }),
-            })
+            Some(api::verify_on_server(&app, &run, &public_key).await?)
         } else {
             None
         };

@@ -31,6 +31,21 @@ pub fn matched(req: &axum::extract::Request) -> (String, String) {
     (req.method().as_str().to_ascii_lowercase(), path)
 }
 
+/// Reads and drops the body of a request refused before its handler ran, when it is small. A server
+/// that closes a connection with unread bytes in it makes the kernel send a reset, and the client may
+/// then lose the refusal itself; a large body (an upload) is not worth reading for a caller refused.
+pub async fn drain(req: axum::extract::Request) {
+    let small = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= super::SMALL_BODY);
+    if small {
+        let _ = axum::body::to_bytes(req.into_body(), super::SMALL_BODY).await;
+    }
+}
+
 /// Who may call a route.
 #[derive(Debug, Clone, Copy)]
 pub enum Access {
@@ -79,6 +94,12 @@ pub const API: &[Route] = &[
     Route { method: "post", path: "/api/v1/releases/{run}/reject", access: Roles(REVIEW), summary: "Reject with {comment}" },
     Route { method: "post", path: "/api/v1/releases/{run}/export", access: Roles(EXPORT), summary: "Release an approved run and write its signed bundle" },
     Route { method: "get", path: "/api/v1/releases/{run}/bundle", access: Roles(READ), summary: "The signed bundle as a tar file" },
+    Route {
+        method: "get",
+        path: "/api/v1/releases/{run}/verify",
+        access: Roles(READ),
+        summary: "Whether the bundle this server exported still verifies against its signing key",
+    },
     Route { method: "get", path: "/api/v1/users", access: Roles(ADMIN), summary: "Accounts" },
     Route { method: "post", path: "/api/v1/users", access: Roles(ADMIN), summary: "Create {username, role}; returns a one-time password" },
     Route { method: "patch", path: "/api/v1/users/{name}", access: Roles(ADMIN), summary: "Change {role, disabled}" },
