@@ -52,6 +52,7 @@ test: build lint
 	cargo test --release --locked --lib -- --test-threads=1
 	cargo test --release --locked --test '*'
 	bash tests/browser/run.sh
+	bash deploy/systemd/verify.sh
 
 DEMO_CORPUS := $(DEMO_DIR)-corpus
 

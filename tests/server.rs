@@ -1157,3 +1157,49 @@ fn over_tls_the_session_cookie_is_host_prefixed_and_secure() {
     );
     assert!(!cookie.contains("Domain="), "{cookie}");
 }
+
+#[test]
+fn behind_a_tls_proxy_the_public_origin_is_the_one_checked_and_cookies_are_secure() {
+    let (_tmp, data, pw) = with_users(&[]);
+    fails_with(
+        &lethe(&data, &["serve", "--public-origin", "lethe.example"]),
+        "must start with https://",
+    );
+    let srv = Server::start(&data, &["--public-origin", "https://Lethe.example/"]);
+    let b = srv.base.as_str();
+    let r = send(
+        b,
+        "POST",
+        "/api/v1/session",
+        As::Anonymous,
+        &[("Origin", "https://lethe.example")],
+        Body::Json(json!({ "username": "admin", "password": pw["admin"] })),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    assert!(
+        cookie.starts_with("__Host-lethe_session=") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+    let (token, csrf) = (
+        r.json()["token"].as_str().unwrap().to_string(),
+        r.json()["csrf"].as_str().unwrap().to_string(),
+    );
+    // The proxy's public origin passes; the listener's own address is now another origin.
+    let revoke = |origin: &str| {
+        let agent = ureq::AgentBuilder::new().redirects(0).build();
+        match agent
+            .post(&format!("{b}/api/v1/session/revoke-all"))
+            .set("Cookie", &format!("__Host-lethe_session={token}"))
+            .set("X-CSRF-Token", &csrf)
+            .set("Origin", origin)
+            .call()
+        {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(revoke(b), 403);
+    assert_eq!(revoke("https://lethe.example"), 200);
+}

@@ -117,6 +117,9 @@ pub enum Command {
         /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
         #[arg(long)]
         insecure_http: bool,
+        /// The origin browsers use when a proxy in front terminates TLS, e.g. https://lethe.example.
+        #[arg(long, value_name = "URL")]
+        public_origin: Option<String>,
         /// Do not run a job worker inside the server (run `lethe worker` processes instead).
         #[arg(long)]
         no_worker: bool,
@@ -676,6 +679,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             insecure_http,
+            public_origin,
             no_worker,
             policy,
         } => {
@@ -684,6 +688,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 tls_cert: tls_cert.clone(),
                 tls_key: tls_key.clone(),
                 insecure_http: *insecure_http,
+                public_origin: public_origin.clone(),
                 worker: !*no_worker,
                 policy: policy.clone(),
             };

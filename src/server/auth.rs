@@ -178,6 +178,9 @@ pub fn refuse(path: &str, status: StatusCode, message: &str) -> Response {
 
 /// The origin this server answers as, from the Host header the browser used.
 fn own_origin(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    if let Some(o) = &state.public_origin {
+        return Some(o.clone());
+    }
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let scheme = if state.secure { "https" } else { "http" };
     Some(format!("{scheme}://{host}"))
@@ -230,7 +233,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             .and_then(|v| v.to_str().ok())
             .filter(|o| *o != "null");
         if let Some(origin) = origin {
-            if Some(origin.to_string()) != own_origin(&state, headers) {
+            if Some(origin.to_ascii_lowercase())
+                != own_origin(&state, headers).map(|o| o.to_ascii_lowercase())
+            {
                 return refuse(
                     &path,
                     StatusCode::FORBIDDEN,

@@ -38,6 +38,9 @@ pub struct ServeOptions {
     pub tls_key: Option<PathBuf>,
     /// Plain HTTP on an address other than loopback: only when the admin says so.
     pub insecure_http: bool,
+    /// The origin browsers use, when a proxy in front terminates TLS (`https://lethe.example`): the
+    /// Origin check compares with it, and an `https` origin gets Secure, `__Host-` cookies.
+    pub public_origin: Option<String>,
     /// Run a job worker inside the server process too.
     pub worker: bool,
     /// The policy in force (default: the built-in one).
@@ -52,19 +55,33 @@ pub struct Inner {
     app: tokio::sync::RwLock<Arc<App>>,
     globals: Globals,
     pub policy: Policy,
-    /// Whether the console is served over TLS (cookies get `Secure` and the `__Host-` prefix).
+    /// Whether browsers reach the console over TLS, here or at a proxy (cookies get `Secure` and the
+    /// `__Host-` prefix).
     pub secure: bool,
+    /// The origin browsers use, when it is not this listener's own (a TLS-terminating proxy).
+    pub public_origin: Option<String>,
     pub throttle: auth::Throttle,
     pub templates: minijinja::Environment<'static>,
 }
 
 impl AppState {
-    pub fn new(app: App, globals: Globals, policy: Policy, secure: bool) -> anyhow::Result<AppState> {
+    pub fn new(
+        app: App,
+        globals: Globals,
+        policy: Policy,
+        tls: bool,
+        public_origin: Option<String>,
+    ) -> anyhow::Result<AppState> {
+        let secure = tls
+            || public_origin
+                .as_deref()
+                .is_some_and(|o| o.starts_with("https://"));
         Ok(AppState(Arc::new(Inner {
             app: tokio::sync::RwLock::new(Arc::new(app)),
             globals,
             policy,
             secure,
+            public_origin,
             throttle: auth::Throttle::default(),
             templates: web::templates()?,
         })))
@@ -163,6 +180,21 @@ async fn declared_length(
     next.run(req).await
 }
 
+/// `scheme://host[:port]`, nothing more: what browsers send as Origin.
+pub fn parse_origin(s: &str) -> anyhow::Result<String> {
+    let t = s.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+        .ok_or_else(|| anyhow::anyhow!("--public-origin {s:?} must start with https:// (or http://)"))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        anyhow::bail!(
+            "--public-origin {s:?} must be scheme://host[:port] with no path, like https://lethe.example"
+        );
+    }
+    Ok(t.to_ascii_lowercase())
+}
+
 /// Whether a plain-HTTP listener on `bind` is allowed.
 pub fn check_bind(opts: &ServeOptions) -> anyhow::Result<()> {
     let tls = match (&opts.tls_cert, &opts.tls_key) {
@@ -183,13 +215,14 @@ pub fn check_bind(opts: &ServeOptions) -> anyhow::Result<()> {
 /// Runs the server until Ctrl-C or SIGTERM: the listener, and a job worker unless told not to.
 pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()> {
     check_bind(opts)?;
+    let origin = opts.public_origin.as_deref().map(parse_origin).transpose()?;
     let tls = match (&opts.tls_cert, &opts.tls_key) {
         (Some(c), Some(k)) => Some(tls::load_config(c, k)?),
         _ => None,
     };
     let policy = crate::app::gate::load_policy(opts.policy.as_deref())?;
     let app = App::open(globals).await?;
-    let state = AppState::new(app, globals.clone(), policy, tls.is_some())?;
+    let state = AppState::new(app, globals.clone(), policy, tls.is_some(), origin)?;
     let listener = tokio::net::TcpListener::bind(opts.bind)
         .await
         .with_context(|| format!("cannot listen on {}", opts.bind))?;
