@@ -358,3 +358,53 @@ fn a_queued_run_is_trained_by_a_worker_and_a_dead_workers_job_is_resumed() {
         "the second worker continued the first worker's run"
     );
 }
+
+#[test]
+fn a_worker_stopped_by_sigterm_hands_its_job_back_at_once_and_another_finishes_it() {
+    let (_tmp, data) = fixture();
+    let mut args = vec!["--json", "train", "--queue", "--corpus", "kb", "--epochs", "8"];
+    args.extend_from_slice(MICRO);
+    args.extend_from_slice(&["--checkpoint-every", "10"]);
+    let queued: serde_json::Value = serde_json::from_slice(&ok(lethe(&data, &args)).stdout).unwrap();
+    let job = queued["job_id"].as_str().unwrap().to_string();
+    let show = |job: &str| -> serde_json::Value {
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "jobs", "show", job])).stdout).unwrap()
+    };
+
+    let worker = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--json", "worker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while show(&job)["state"] != "running" {
+        assert!(Instant::now() < deadline, "the worker never took the job");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = worker.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = worker.wait_with_output().unwrap();
+    assert!(out.status.success(), "the worker exits cleanly on SIGTERM");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["handed_back"], serde_json::json!([job]));
+
+    // Queued again at once (no lease to wait out), and the stop did not count as a failed attempt.
+    let shown = show(&job);
+    assert_eq!(shown["state"], "queued", "{shown}");
+    assert_eq!(shown["attempts"], 0);
+    assert!(
+        shown["message"].as_str().unwrap().contains("stopped on a signal"),
+        "{shown}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "worker", "--once"])).stdout).unwrap();
+    assert_eq!(r["succeeded"], serde_json::json!([job]));
+    assert_eq!(show(&job)["state"], "succeeded");
+}

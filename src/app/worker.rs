@@ -26,6 +26,19 @@ pub struct WorkerReport {
     pub worker: String,
     pub succeeded: Vec<String>,
     pub failed: Vec<(String, String)>,
+    /// Jobs given back to the queue when the worker was stopped by a signal.
+    pub handed_back: Vec<String>,
+}
+
+/// A worker's name in the queue: host, process and a random suffix, unique across hosts.
+pub fn worker_name() -> anyhow::Result<String> {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "host".into());
+    Ok(format!(
+        "{}-{}-{}",
+        host.trim(),
+        std::process::id(),
+        crate::vault::random_hex(3)?
+    ))
 }
 
 impl App {
@@ -41,17 +54,24 @@ impl App {
     /// Runs queued jobs until none is left (`once`) or forever, polling every `poll`. Running jobs whose
     /// heartbeat is older than `lease_ms` are handed back first.
     pub async fn work(&self, once: bool, poll: Duration, lease_ms: i64) -> anyhow::Result<WorkerReport> {
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "host".into());
-        let worker = format!(
-            "{}-{}-{}",
-            host.trim(),
-            std::process::id(),
-            crate::vault::random_hex(3)?
-        );
+        self.work_as(&worker_name()?, once, poll, lease_ms).await
+    }
+
+    /// [`App::work`] under a name the caller chose, so that on a signal it can hand back what this
+    /// worker holds ([`crate::store::Jobs::hand_back`]).
+    pub async fn work_as(
+        &self,
+        worker: &str,
+        once: bool,
+        poll: Duration,
+        lease_ms: i64,
+    ) -> anyhow::Result<WorkerReport> {
+        let worker = worker.to_string();
         let mut report = WorkerReport {
             worker: worker.clone(),
             succeeded: Vec::new(),
             failed: Vec::new(),
+            handed_back: Vec::new(),
         };
         loop {
             for r in self

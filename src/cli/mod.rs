@@ -658,13 +658,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             lease_s,
         } => {
             let app = App::open(&globals).await?;
-            let r = app
-                .work(
-                    *once,
-                    std::time::Duration::from_secs((*poll_s).max(1)),
-                    *lease_s as i64 * 1000,
-                )
-                .await?;
+            let name = app::worker::worker_name()?;
+            let poll = std::time::Duration::from_secs((*poll_s).max(1));
+            // On SIGTERM or Ctrl-C the job in hand goes back to the queue at once, for another worker
+            // to resume from its last checkpoint, instead of waiting out the lease.
+            let r = tokio::select! {
+                r = app.work_as(&name, *once, poll, *lease_s as i64 * 1000) => r?,
+                _ = crate::server::shutdown_signal() => {
+                    let back = app.store.jobs().hand_back(&name).await?;
+                    eprintln!("worker {name}: stopping on a signal; handed back {} job(s)", back.len());
+                    app::worker::WorkerReport { worker: name, succeeded: Vec::new(), failed: Vec::new(), handed_back: back }
+                }
+            };
             emit(cli.json, &r, || {
                 format!(
                     "worker {}: {} job(s) succeeded, {} failed\n",

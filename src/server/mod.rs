@@ -231,11 +231,16 @@ pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()>
     // Tests and scripts read this line to learn the port when binding port 0.
     println!("lethe console listening on {scheme}://{local}/");
 
+    let worker_name = crate::app::worker::worker_name()?;
     let worker = if opts.worker {
         let worker_app = App::open(globals).await?;
+        let name = worker_name.clone();
         Some(tokio::spawn(async move {
             let poll = std::time::Duration::from_secs(1);
-            if let Err(e) = worker_app.work(false, poll, crate::app::worker::LEASE_MS).await {
+            if let Err(e) = worker_app
+                .work_as(&name, false, poll, crate::app::worker::LEASE_MS)
+                .await
+            {
                 tracing::error!("the server's worker stopped: {e:#}");
                 eprintln!("the server's worker stopped: {e:#}");
             }
@@ -265,11 +270,21 @@ pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()>
     sweeper.abort();
     if let Some(w) = worker {
         w.abort();
+        // What the server's own worker held goes back to the queue now, not when its lease lapses.
+        let app = App::open(globals).await?;
+        let back = app.store.jobs().hand_back(&worker_name).await?;
+        if !back.is_empty() {
+            eprintln!(
+                "lethe serve: handed back {} running job(s) to the queue",
+                back.len()
+            );
+        }
     }
     result.context("the server stopped")
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -308,6 +308,27 @@ impl<'a> Jobs<'a> {
         }
     }
 
+    /// Hands back the jobs `worker` is running because it is stopping on purpose (a signal, a
+    /// deployment): queued again at once for another worker, without waiting for the lease to lapse,
+    /// and without counting the claim as an attempt (a deliberate stop is not the job's failure).
+    pub async fn hand_back(&self, worker: &str) -> Result<Vec<String>, StoreError> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'queued', updated_at = $1, attempts = attempts - 1, \
+             message = 'handed back: worker ' || owner || ' stopped on a signal' \
+             WHERE state = 'running' AND owner = $2 \
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(worker)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(StoreError::query("handing back a stopping worker's jobs"))?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StoreError::query("reading a job")))
+            .collect()
+    }
+
     /// Hands back every running job whose heartbeat is older than `lease_ms`: queued again if it has
     /// attempts left, failed (naming the worker that went silent) otherwise.
     pub async fn requeue_stale(&self, lease_ms: i64) -> Result<Vec<Reaped>, StoreError> {
