@@ -254,6 +254,15 @@ impl App {
         self.release_status(&rel.run_id).await
     }
 
+    /// Where every run stands, newest run first.
+    pub async fn release_statuses(&self) -> anyhow::Result<Vec<ReleaseStatus>> {
+        let mut out = Vec::new();
+        for r in self.runs_list().await? {
+            out.push(self.release_status(&r.id).await?);
+        }
+        Ok(out)
+    }
+
     pub async fn release_status(&self, run_id: &str) -> anyhow::Result<ReleaseStatus> {
         let run = self.run_row(run_id).await?;
         let audit = self.store.audits().latest_succeeded(&run.id).await?;

@@ -140,11 +140,7 @@ fn session_json(user: &crate::store::User, csrf: &str) -> Value {
 }
 
 fn with_cookie(cookie: String, body: Value) -> Response {
-    let mut res = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    res
+    auth::with_cookie(Json(body).into_response(), &cookie)
 }
 
 async fn sign_in(
@@ -427,12 +423,7 @@ async fn evidence(
 
 async fn releases(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
     c.require(READ)?;
-    let app = s.app().await;
-    let mut out = Vec::new();
-    for r in app.runs_list().await? {
-        out.push(app.release_status(&r.id).await?);
-    }
-    Ok(Json(json!(out)))
+    Ok(Json(json!(s.app().await.release_statuses().await?)))
 }
 
 async fn release(

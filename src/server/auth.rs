@@ -128,6 +128,14 @@ pub fn clear_cookie(state: &AppState) -> String {
     )
 }
 
+/// `res` with `cookie` set (one of [`session_cookie`] or [`clear_cookie`]).
+pub fn with_cookie(mut res: Response, cookie: &str) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
 fn sha256_hex(s: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, s.as_bytes()))
 }
@@ -303,49 +311,9 @@ async fn csrf_ok(req: Request, expected: &str) -> (bool, Option<Request>) {
 }
 
 fn form_field(encoded: &str, name: &str) -> Option<String> {
-    url_decode_pairs(encoded)
-        .into_iter()
+    form_urlencoded::parse(encoded.as_bytes())
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-}
-
-/// `application/x-www-form-urlencoded` pairs, decoded (`+` is a space, `%XX` a byte; a malformed
-/// escape stays as it is).
-fn url_decode_pairs(s: &str) -> Vec<(String, String)> {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'+' {
-                out.push(b' ');
-            } else if b[i] == b'%' {
-                if let (Some(h), Some(l)) = (
-                    b.get(i + 1).and_then(|&c| hex(c)),
-                    b.get(i + 2).and_then(|&c| hex(c)),
-                ) {
-                    out.push(h * 16 + l);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            } else {
-                out.push(b[i]);
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Failed sign-ins per account and per address over a sliding window, in memory: a restart forgets

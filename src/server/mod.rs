@@ -161,11 +161,7 @@ async fn declared_length(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = routes::declared_length(&req);
     // Only the corpus upload (API and console form) takes large bodies.
     let upload = req.method() == axum::http::Method::POST
         && matches!(req.uri().path(), "/api/v1/corpora" | "/corpora");

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
@@ -255,11 +255,7 @@ async fn login(
             } else {
                 "/"
             };
-            let mut res = see(to);
-            if let Ok(v) = HeaderValue::from_str(&auth::session_cookie(&s, &token)) {
-                res.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            res
+            auth::with_cookie(see(to), &auth::session_cookie(&s, &token))
         }
         Err(e) => {
             let mut res = render(
@@ -274,11 +270,7 @@ async fn login(
 }
 
 fn signed_out(s: &AppState) -> Response {
-    let mut res = see("/login");
-    if let Ok(v) = HeaderValue::from_str(&auth::clear_cookie(s)) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    res
+    auth::with_cookie(see("/login"), &auth::clear_cookie(s))
 }
 
 async fn logout(State(s): State<AppState>, current: Extension<Option<Current>>) -> Response {
@@ -332,13 +324,7 @@ async fn password(
     }
     // Every session ended with the change; this browser gets a fresh one.
     match auth::sign_in(&s, &c.user.username, &new, addr.0.as_deref(), "console").await {
-        Ok((_, token, _)) => {
-            let mut res = see("/");
-            if let Ok(v) = HeaderValue::from_str(&auth::session_cookie(&s, &token)) {
-                res.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            res
-        }
+        Ok((_, token, _)) => auth::with_cookie(see("/"), &auth::session_cookie(&s, &token)),
         Err(_) => see("/login"),
     }
 }
@@ -735,11 +721,7 @@ async fn audit_page(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path
 async fn releases_page(State(s): State<AppState>, Viewer(c): Viewer) -> Response {
     page(&s, &c, "/", async {
         c.require(READ)?;
-        let app = s.app().await;
-        let mut statuses = Vec::new();
-        for r in app.runs_list().await? {
-            statuses.push(json!(app.release_status(&r.id).await?));
-        }
+        let statuses = s.app().await.release_statuses().await?;
         Ok(render(
             &s,
             "releases.html",

@@ -31,16 +31,19 @@ pub fn matched(req: &axum::extract::Request) -> (String, String) {
     (req.method().as_str().to_ascii_lowercase(), path)
 }
 
+/// The body length a request declares (`Content-Length`), if it declares one.
+pub fn declared_length(req: &axum::extract::Request) -> Option<u64> {
+    req.headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Reads and drops the body of a request refused before its handler ran, when it is small. A server
 /// that closes a connection with unread bytes in it makes the kernel send a reset, and the client may
 /// then lose the refusal itself; a large body (an upload) is not worth reading for a caller refused.
 pub async fn drain(req: axum::extract::Request) {
-    let small = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n <= super::SMALL_BODY);
+    let small = declared_length(&req).is_some_and(|n| n <= super::SMALL_BODY as u64);
     if small {
         let _ = axum::body::to_bytes(req.into_body(), super::SMALL_BODY).await;
     }
