@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::TestDb;
-use lethe::store::{JobState, NewJob, Role, Store, StoreError};
+use lethe::store::{Capacity, JobState, NewJob, Role, Store, StoreError};
 use serde_json::json;
 
 async fn migrations_apply_twice_without_change(db: &TestDb) {
@@ -195,3 +195,144 @@ on_both_engines!(
     concurrent_claims,
     super::concurrent_claimers_take_each_job_exactly_once
 );
+
+/// A claim takes only what the worker can run: no GPU job for a CPU worker, no job whose memory
+/// estimate exceeds the worker's; a job queued behind them is not held up.
+async fn claims_match_jobs_to_what_workers_have(db: &TestDb) {
+    let store = db.open().await;
+    let jobs = store.jobs();
+    let mut gpu = NewJob::new("train", json!({"n": "gpu"}));
+    gpu.needs_gpu = true;
+    let gpu = jobs.enqueue(&gpu).await.unwrap();
+    let mut big = NewJob::new("train", json!({"n": "big"}));
+    big.needs_memory_bytes = 64 << 30;
+    let big = jobs.enqueue(&big).await.unwrap();
+    let small = jobs
+        .enqueue(&NewJob::new("train", json!({"n": "small"})))
+        .await
+        .unwrap();
+    let cpu = Capacity {
+        kinds: vec!["train".into()],
+        gpus: 0,
+        memory_bytes: 16 << 30,
+    };
+    let got = jobs.claim_for("cpu", &cpu).await.unwrap().unwrap();
+    assert_eq!(
+        got.id, small,
+        "the CPU worker skips the GPU and the oversized job"
+    );
+    assert!(jobs.claim_for("cpu", &cpu).await.unwrap().is_none());
+    let gpu_worker = Capacity {
+        gpus: 1,
+        ..cpu.clone()
+    };
+    assert_eq!(jobs.claim_for("g", &gpu_worker).await.unwrap().unwrap().id, gpu);
+    assert!(jobs.claim_for("g", &gpu_worker).await.unwrap().is_none());
+    let big_worker = Capacity {
+        memory_bytes: 128 << 30,
+        ..cpu
+    };
+    let got = jobs.claim_for("b", &big_worker).await.unwrap().unwrap();
+    assert_eq!(got.id, big);
+    assert!(got.needs_memory_bytes == 64 << 30 && !got.needs_gpu);
+    store.close().await;
+}
+on_both_engines!(capacity_claims, super::claims_match_jobs_to_what_workers_have);
+
+/// A planning job queues its pieces and succeeds in one step; the merge waits until every piece of its
+/// group succeeded, and fails when one of them fails for good.
+async fn a_merge_waits_for_its_group_and_fails_with_it(db: &TestDb) {
+    let store = db.open().await;
+    let jobs = store.jobs();
+    let plan = jobs.enqueue(&NewJob::new("audit", json!({}))).await.unwrap();
+    jobs.claim("w", &[]).await.unwrap().unwrap();
+    let piece = |kind: &str| {
+        let mut j = NewJob::new(kind, json!({}));
+        j.group_id = Some("aud-1".into());
+        j
+    };
+    let mut merge = NewJob::new("audit-merge", json!({}));
+    merge.after_group = Some("aud-1".into());
+    let children = vec![piece("audit-shard"), piece("audit-shard"), merge];
+    // A worker that lost the planning job cannot queue its pieces.
+    assert!(matches!(
+        jobs.spawn_and_succeed(&plan, "other", &children, &json!({}))
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(jobs.list(10).await.unwrap().len(), 1, "nothing was queued");
+    let ids = jobs
+        .spawn_and_succeed(&plan, "w", &children, &json!({"audit": "aud-1"}))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(jobs.get(&plan).await.unwrap().state, JobState::Succeeded);
+    assert_eq!(jobs.group("aud-1").await.unwrap().len(), 2);
+    for id in &ids {
+        assert_eq!(
+            jobs.get(id).await.unwrap().parent_id.as_deref(),
+            Some(plan.as_str())
+        );
+    }
+    // The merge is not claimable while pieces are open, even when it is the only one left queued.
+    let a = jobs.claim("w", &["audit-shard"]).await.unwrap().unwrap();
+    let b = jobs.claim("w", &["audit-shard"]).await.unwrap().unwrap();
+    assert!(
+        jobs.claim("w", &[]).await.unwrap().is_none(),
+        "pieces are running"
+    );
+    jobs.succeed(&a.id, "w", &json!({})).await.unwrap();
+    assert!(
+        jobs.claim("w", &[]).await.unwrap().is_none(),
+        "one piece is still running"
+    );
+    jobs.succeed(&b.id, "w", &json!({})).await.unwrap();
+    let m = jobs.claim("w", &[]).await.unwrap().unwrap();
+    assert_eq!(m.id, ids[2]);
+    jobs.succeed(&m.id, "w", &json!({})).await.unwrap();
+
+    // A second group whose piece fails: its merge is failed by the reaper, naming the piece.
+    let mut p = NewJob::new("audit-shard", json!({}));
+    p.group_id = Some("aud-2".into());
+    let p = jobs.enqueue(&p).await.unwrap();
+    let mut m = NewJob::new("audit-merge", json!({}));
+    m.after_group = Some("aud-2".into());
+    let m = jobs.enqueue(&m).await.unwrap();
+    assert!(jobs.fail_orphans().await.unwrap().is_empty());
+    jobs.claim("w", &[]).await.unwrap().unwrap();
+    jobs.fail(&p, "w", "boom").await.unwrap();
+    assert_eq!(
+        jobs.fail_orphans().await.unwrap(),
+        vec![(m.clone(), "aud-2".to_string())]
+    );
+    let failed = jobs.get(&m).await.unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(failed.error.unwrap().contains(&p));
+    store.close().await;
+}
+on_both_engines!(job_groups, super::a_merge_waits_for_its_group_and_fails_with_it);
+
+/// A named lock has one holder; the holder renews it; an expired lock can be taken by another.
+async fn locks_have_one_holder_until_they_expire(db: &TestDb) {
+    let store = db.open().await;
+    let w = store.workers();
+    assert_eq!(w.lock("run:r1", "a", 60_000).await.unwrap(), None);
+    assert_eq!(w.lock("run:r1", "a", 60_000).await.unwrap(), None, "a renewal");
+    assert_eq!(w.lock("run:r1", "b", 60_000).await.unwrap().as_deref(), Some("a"));
+    assert_eq!(
+        w.lock("run:r2", "b", 60_000).await.unwrap(),
+        None,
+        "other names are free"
+    );
+    // `a` lets it lapse: `b` takes it.
+    assert_eq!(w.lock("run:r1", "a", -1).await.unwrap(), None);
+    assert_eq!(w.lock("run:r1", "b", 60_000).await.unwrap(), None);
+    assert_eq!(w.lock("run:r1", "a", 60_000).await.unwrap().as_deref(), Some("b"));
+    // Only the holder releases it.
+    w.unlock("run:r1", "a").await.unwrap();
+    assert_eq!(w.lock("run:r1", "a", 60_000).await.unwrap().as_deref(), Some("b"));
+    w.unlock("run:r1", "b").await.unwrap();
+    assert_eq!(w.lock("run:r1", "a", 60_000).await.unwrap(), None);
+    store.close().await;
+}
+on_both_engines!(named_locks, super::locks_have_one_holder_until_they_expire);

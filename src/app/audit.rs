@@ -40,6 +40,9 @@ pub struct AuditRequest {
     /// The queued job running it, set by the worker.
     #[serde(default)]
     pub job_id: Option<String>,
+    /// Only a worker with a GPU may run it (queued audits).
+    #[serde(default)]
+    pub gpu: bool,
 }
 
 /// A finished audit.
@@ -62,9 +65,19 @@ pub struct AuditDetails {
 }
 
 /// The trained model behind the audit's trait.
-struct TorchModel {
-    model: Transformer,
-    kind: ModelKind,
+pub(super) struct TorchModel {
+    pub(super) model: Transformer,
+    pub(super) kind: ModelKind,
+}
+
+impl TorchModel {
+    pub(super) fn new(model: Transformer, cfg: &TrainConfig) -> TorchModel {
+        let kind = match cfg.objective {
+            Objective::Diffusion => ModelKind::Diffusion,
+            Objective::Ar => ModelKind::Ar,
+        };
+        TorchModel { model, kind }
+    }
 }
 
 impl TorchModel {
@@ -168,9 +181,9 @@ impl AuditModel for TorchModel {
 
 /// The decrypted corpus split as the audit needs it: training documents the run saw (all of the
 /// training split, or its first `unique_tokens` as packed by the trainer) and the holdout.
-type Docs = Vec<(u32, Vec<u32>)>;
+pub(super) type Docs = Vec<(u32, Vec<u32>)>;
 
-fn load_documents(sealed: &SealedCorpus, cap: Option<u64>) -> anyhow::Result<(Docs, Docs)> {
+pub(super) fn load_documents(sealed: &SealedCorpus, cap: Option<u64>) -> anyhow::Result<(Docs, Docs)> {
     let (mut train, mut holdout) = (Vec::new(), Vec::new());
     let mut packed = 0u64;
     for doc in sealed.documents(Split::All, 2) {
@@ -196,13 +209,41 @@ fn load_documents(sealed: &SealedCorpus, cap: Option<u64>) -> anyhow::Result<(Do
 }
 
 /// Builds the secret scanner: the built-in pack, extra packs, and the deny-list.
-fn scanner(rules: &[PathBuf], deny: Option<&PathBuf>) -> anyhow::Result<secrets::Scanner> {
+pub(super) fn scanner(rules: &[PathBuf], deny: Option<&PathBuf>) -> anyhow::Result<secrets::Scanner> {
     let mut packs = vec![secrets::RulePack::builtin()];
     for p in rules {
         packs.push(secrets::RulePack::load(p)?);
     }
     let deny = deny.map(|p| secrets::DenyList::load(p)).transpose()?;
     Ok(secrets::Scanner::new(&packs, deny.as_ref())?)
+}
+
+/// The row of an audit that starts now.
+pub(super) fn running_audit(
+    id: &str,
+    run: &RunRow,
+    checkpoint: &crate::store::CheckpointRow,
+    req: &AuditRequest,
+    params: &AuditParams,
+    job_id: Option<String>,
+) -> anyhow::Result<AuditRow> {
+    Ok(AuditRow {
+        id: id.to_string(),
+        run_id: run.id.clone(),
+        checkpoint_step: checkpoint.step,
+        checkpoint_sha256: checkpoint.sha256.clone(),
+        state: "running".into(),
+        quick: req.quick,
+        params: serde_json::to_value(params)?,
+        report: None,
+        evidence_file: None,
+        evidence_sha256: None,
+        error: None,
+        created_by: req.created_by.clone(),
+        created_at: crate::store::now_ms(),
+        finished_at: None,
+        job_id,
+    })
 }
 
 fn evidence_role(audit_id: &str) -> String {
@@ -217,21 +258,13 @@ impl App {
         progress: &mut (dyn FnMut(Stage, usize, usize) + Send),
     ) -> anyhow::Result<AuditOutcome> {
         let run = self.run_row(&req.run).await?;
-        let params = match &req.params {
-            Some(p) => p.clone(),
-            None if req.quick => AuditParams::quick(),
-            None => AuditParams::default(),
-        };
+        let params = super::audit_shards::request_params(&req);
         params.validate()?;
         let scanner = scanner(&req.rules, req.deny_list.as_ref())?;
-        let latest = self
-            .store
-            .runs()
-            .checkpoints(&run.id)
-            .await?
-            .pop()
-            .ok_or_else(|| anyhow::anyhow!("run {} has no checkpoint yet; nothing to audit", run.id))?;
-        let (model, cfg, tokenizer) = self.load_run_model(&run.id).await?;
+        if self.store.runs().checkpoints(&run.id).await?.is_empty() {
+            anyhow::bail!("run {} has no checkpoint yet; nothing to audit", run.id);
+        }
+        let (model, cfg, tokenizer, latest) = self.load_run_model_at(&run.id, None).await?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let canaries = sealed
             .canaries()
@@ -242,23 +275,7 @@ impl App {
             .context("reading the corpus was interrupted")??;
 
         let id = format!("aud-{}", crate::vault::random_hex(6)?);
-        let row = AuditRow {
-            id: id.clone(),
-            run_id: run.id.clone(),
-            checkpoint_step: latest.step,
-            checkpoint_sha256: latest.sha256.clone(),
-            state: "running".into(),
-            quick: req.quick,
-            params: serde_json::to_value(&params)?,
-            report: None,
-            evidence_file: None,
-            evidence_sha256: None,
-            error: None,
-            created_by: req.created_by.clone(),
-            created_at: crate::store::now_ms(),
-            finished_at: None,
-            job_id: req.job_id.clone(),
-        };
+        let row = running_audit(&id, &run, &latest, &req, &params, req.job_id.clone())?;
         self.store.audits().create(&row).await?;
         let result = self
             .audit_blocking(
@@ -273,38 +290,49 @@ impl App {
             )
             .await;
         match result {
-            Ok((report, evidence)) => {
-                let (file, sha) = self.seal_evidence(&run, &id, &evidence).await?;
-                self.store
-                    .audits()
-                    .succeed(&id, &serde_json::to_value(&report)?, &file, &sha)
-                    .await?;
-                let actor = req.created_by.clone().unwrap_or_else(super::cli_actor);
-                self.record(
-                    &actor,
-                    crate::ledger::action::AUDIT_RUN,
-                    &run.id,
-                    serde_json::json!({
-                        "audit": id,
-                        "checkpoint_step": latest.step,
-                        "checkpoint_sha256": latest.sha256,
-                        "evidence_sha256": sha,
-                    }),
-                )
-                .await?;
-                Ok(AuditOutcome {
-                    audit: id,
-                    run: run.id,
-                    checkpoint_step: latest.step,
-                    report,
-                })
-            }
+            Ok((report, evidence)) => self.finish_audit(&run, &row, report, &evidence).await,
             Err(e) => {
                 let msg = format!("{e:#}");
                 self.store.audits().fail(&id, &msg).await?;
                 Err(e.context(format!("audit {id} of run {} failed", run.id)))
             }
         }
+    }
+
+    /// Seals an audit's evidence, stores its report, and records it in the ledger under the person who
+    /// asked for it.
+    pub(super) async fn finish_audit(
+        &self,
+        run: &RunRow,
+        audit: &AuditRow,
+        report: AuditReport,
+        evidence: &Evidence,
+    ) -> anyhow::Result<AuditOutcome> {
+        let id = &audit.id;
+        let (file, sha) = self.seal_evidence(run, id, evidence).await?;
+        self.store
+            .audits()
+            .succeed(id, &serde_json::to_value(&report)?, &file, &sha)
+            .await?;
+        let actor = audit.created_by.clone().unwrap_or_else(super::cli_actor);
+        self.record(
+            &actor,
+            crate::ledger::action::AUDIT_RUN,
+            &run.id,
+            serde_json::json!({
+                "audit": id,
+                "checkpoint_step": audit.checkpoint_step,
+                "checkpoint_sha256": audit.checkpoint_sha256,
+                "evidence_sha256": sha,
+            }),
+        )
+        .await?;
+        Ok(AuditOutcome {
+            audit: id.clone(),
+            run: run.id.clone(),
+            checkpoint_step: audit.checkpoint_step,
+            report,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -319,12 +347,8 @@ impl App {
         scanner: secrets::Scanner,
         progress: &mut (dyn FnMut(Stage, usize, usize) + Send),
     ) -> anyhow::Result<(AuditReport, Evidence)> {
-        let kind = match cfg.objective {
-            Objective::Diffusion => ModelKind::Diffusion,
-            Objective::Ar => ModelKind::Ar,
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Stage, usize, usize)>();
-        let handle = tokio::task::spawn_blocking(move || {
+        let m = TorchModel::new(model, cfg);
+        blocking_with_progress(progress, move |send| {
             let (train, holdout, canaries) = data;
             let corpus = AuditCorpus {
                 train: &train,
@@ -332,19 +356,10 @@ impl App {
                 canaries: &canaries,
                 tokenizer: &tokenizer,
             };
-            let m = TorchModel { model, kind };
-            let mut send = |s: Stage, d: usize, t: usize| {
-                let _ = tx.send((s, d, t));
-            };
-            audit::run(&m, &corpus, &params, &scanner, &mut send)
-        });
-        while let Some((s, d, t)) = rx.recv().await {
-            progress(s, d, t);
-        }
-        handle
-            .await
-            .context("the audit was interrupted")?
-            .with_context(|| format!("auditing run {}", run.id))
+            audit::run(&m, &corpus, &params, &scanner, send)
+        })
+        .await?
+        .with_context(|| format!("auditing run {}", run.id))
     }
 
     async fn seal_evidence(
@@ -353,18 +368,69 @@ impl App {
         id: &str,
         evidence: &Evidence,
     ) -> anyhow::Result<(String, String)> {
-        let key = self.run_key(run).await?;
         let bytes = serde_json::to_vec(evidence)?;
+        self.seal_run_file(run, &format!("{id}.evidence"), &evidence_role(id), bytes)
+            .await
+            .context("cannot write the audit's sealed evidence")
+    }
+
+    /// Seals `bytes` as `file` in the run's directory under the run's data key, bound to `role`;
+    /// returns its path under the data directory and its SHA-256.
+    pub(super) async fn seal_run_file(
+        &self,
+        run: &RunRow,
+        file: &str,
+        role: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<(String, String)> {
+        let key = self.run_key(run).await?;
         let dir = self.config.data_dir.join(&run.directory);
-        let file = format!("{id}.evidence");
-        let (run_id, key_id, role) = (run.id.clone(), run.data_key_id.clone(), evidence_role(id));
+        let (run_id, key_id, role, file) = (
+            run.id.clone(),
+            run.data_key_id.clone(),
+            role.to_string(),
+            file.to_string(),
+        );
         let meta = tokio::task::spawn_blocking(move || {
             crate::corpus::sealed::seal_bytes(&dir, &file, &role, &run_id, &key, &key_id, &bytes)
         })
         .await
-        .context("sealing the evidence was interrupted")?
-        .context("cannot write the audit's sealed evidence")?;
+        .context("sealing was interrupted")??;
         Ok((format!("{}/{}", run.directory, meta.file), meta.sha256))
+    }
+
+    /// Reads a file [`App::seal_run_file`] wrote, checking its role and, when given, its SHA-256.
+    pub(super) async fn read_run_file(
+        &self,
+        run: &RunRow,
+        file: &str,
+        role: &str,
+        sha256: Option<&str>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let key = self.run_key(run).await?;
+        let path = self.config.data_dir.join(file);
+        let (run_id, role_owned, want) = (run.id.clone(), role.to_string(), sha256.map(str::to_string));
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+            if let Some(want) = want {
+                let raw = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let got = crate::release::bundle::sha256_hex(&raw);
+                if got != want {
+                    anyhow::bail!(
+                        "{} is not the file that was recorded (SHA-256 differs)",
+                        path.display()
+                    );
+                }
+            }
+            Ok(crate::corpus::sealed::read_sealed(
+                &path,
+                &run_id,
+                &role_owned,
+                &key,
+            )?)
+        })
+        .await
+        .context("reading was interrupted")?
+        .with_context(|| format!("the sealed {role} of run {} cannot be read", run.id))
     }
 
     pub async fn audit_row(&self, id: &str) -> anyhow::Result<AuditRow> {
@@ -434,15 +500,6 @@ impl App {
         Ok(self.store.audits().list(run).await?)
     }
 
-    /// Queues an audit; a worker runs it.
-    pub async fn enqueue_audit(&self, req: &AuditRequest) -> anyhow::Result<String> {
-        self.run_row(&req.run).await?;
-        scanner(&req.rules, req.deny_list.as_ref())?;
-        let mut job = crate::store::NewJob::new("audit", serde_json::to_value(req)?);
-        job.created_by = req.created_by.clone();
-        Ok(self.store.jobs().enqueue(&job).await?)
-    }
-
     /// Scans generations from any model (`texts`: line number and text) for verbatim corpus spans.
     pub async fn scan_generations(
         &self,
@@ -495,4 +552,23 @@ pub fn read_generations(path: &std::path::Path, field: &str) -> anyhow::Result<V
         anyhow::bail!("generations file {} holds no generations", path.display());
     }
     Ok(out)
+}
+
+/// Runs `f` (an audit step, CPU- and model-bound) off the async threads, passing what it reports to
+/// `progress` as it goes.
+pub(super) async fn blocking_with_progress<T: Send + 'static>(
+    progress: &mut (dyn FnMut(Stage, usize, usize) + Send),
+    f: impl FnOnce(&mut dyn FnMut(Stage, usize, usize)) -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Stage, usize, usize)>();
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut send = |s: Stage, d: usize, t: usize| {
+            let _ = tx.send((s, d, t));
+        };
+        f(&mut send)
+    });
+    while let Some((s, d, t)) = rx.recv().await {
+        progress(s, d, t);
+    }
+    handle.await.context("the audit was interrupted")
 }

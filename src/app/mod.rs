@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod audit_shards;
 pub mod config;
 pub mod corpus;
 pub mod doctor;

@@ -15,6 +15,144 @@ use crate::store::{CheckpointRow, DataKeyRow, MetricRow, RunRow};
 use crate::train::{self, data::TokenWindows, Event, Objective, RunContext, TrainConfig, TrainSpec};
 use crate::vault::stream::DataKey;
 
+/// How long a run's lock lasts without renewal. A process renews it every `RUN_LOCK_RENEW`; one that
+/// dies leaves the run to others after this long.
+const RUN_LOCK_MS: i64 = 90_000;
+const RUN_LOCK_RENEW: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The database lock that makes one process at a time the writer of a run's checkpoints (`run:<id>`),
+/// whichever host it runs on: taken before training starts, renewed in the background, checked before
+/// every checkpoint is recorded, released at the end.
+///
+/// A queued run holds it as its job (`job:<id>`), so the worker that takes over a job whose worker died
+/// continues at once, without waiting for the dead worker's lock to lapse: the queue has already
+/// decided that worker is gone. The old worker, should it still be running (a pause, a network
+/// split), is fenced by the job's attempt count: it changed, so that worker stops and records nothing.
+struct RunLock {
+    name: String,
+    holder: String,
+    /// The job and the claim (attempt) this process runs it under.
+    fence: Option<(String, i64)>,
+    /// Names this session's checkpoint files.
+    tag: String,
+    lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl RunLock {
+    async fn take(app: &App, run_id: &str, job: Option<String>) -> anyhow::Result<RunLock> {
+        let tag = crate::vault::random_hex(4)?;
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let (holder, fence) = match job {
+            Some(j) => {
+                let attempts = app.store.jobs().get(&j).await?.attempts;
+                (format!("job:{j}"), Some((j, attempts)))
+            }
+            None => (format!("{}-{}-{tag}", host.trim(), std::process::id()), None),
+        };
+        let name = format!("run:{run_id}");
+        if let Some(other) = app.store.workers().lock(&name, &holder, RUN_LOCK_MS).await? {
+            anyhow::bail!(
+                "run {run_id} is being trained by {other}; wait for it to stop (or for its lock to lapse, \
+                 {} s after it dies)",
+                RUN_LOCK_MS / 1000
+            );
+        }
+        let lost = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let renewer = {
+            let (store, name, holder, lost) = (app.store.clone(), name.clone(), holder.clone(), lost.clone());
+            let fence = fence.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RUN_LOCK_RENEW).await;
+                    let fenced = match &fence {
+                        Some(f) => fenced_out(&store, f).await,
+                        None => None,
+                    };
+                    let renewed = match fenced {
+                        Some(other) => Ok(Some(other)),
+                        None => store.workers().lock(&name, &holder, RUN_LOCK_MS).await,
+                    };
+                    match renewed {
+                        Ok(None) => {}
+                        Ok(Some(other)) => {
+                            if let Ok(mut l) = lost.lock() {
+                                *l = Some(other);
+                            }
+                            return;
+                        }
+                        // A database hiccup is not a lost lock; the next renewal or checkpoint decides.
+                        Err(e) => tracing::warn!("cannot renew the lock {name}: {e}"),
+                    }
+                }
+            })
+        };
+        Ok(RunLock {
+            name,
+            holder,
+            fence,
+            tag,
+            lost,
+            renewer,
+        })
+    }
+
+    /// The other holder when this process no longer holds the run; `confirm` renews first (before a
+    /// checkpoint is recorded), otherwise only the background renewal's finding is read.
+    async fn lost(&self, app: &App, confirm: bool) -> Option<String> {
+        if let Some(other) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Some(other);
+        }
+        if confirm {
+            if let Some(f) = &self.fence {
+                if let Some(other) = fenced_out(&app.store, f).await {
+                    return Some(other);
+                }
+            }
+            match app
+                .store
+                .workers()
+                .lock(&self.name, &self.holder, RUN_LOCK_MS)
+                .await
+            {
+                Ok(other) => return other,
+                Err(e) => return Some(format!("(unknown: the lock could not be renewed: {e})")),
+            }
+        }
+        None
+    }
+
+    async fn release(self, app: &App) {
+        if let Some(f) = &self.fence {
+            // A fenced-out attempt leaves the lock to the attempt that replaced it.
+            if fenced_out(&app.store, f).await.is_some() {
+                self.renewer.abort();
+                return;
+            }
+        }
+        self.renewer.abort();
+        if let Err(e) = app.store.workers().unlock(&self.name, &self.holder).await {
+            tracing::warn!("cannot release the lock {}: {e}", self.name);
+        }
+    }
+}
+
+/// Who replaced this attempt of the job, when one did: the job is no longer running under the claim
+/// (attempt) this process started with.
+async fn fenced_out(store: &crate::store::Store, (job, attempts): &(String, i64)) -> Option<String> {
+    match store.jobs().get(job).await {
+        Ok(j) if j.state == crate::store::JobState::Running && j.attempts == *attempts => None,
+        Ok(j) => Some(format!(
+            "attempt {} of job {job} ({}, {})",
+            j.attempts,
+            j.state.as_str(),
+            j.owner.unwrap_or_default()
+        )),
+        // Unknown is not lost; the lock renewal decides.
+        Err(_) => None,
+    }
+}
+
 /// Checkpoints kept per run (older ones are deleted as new ones land); the final one is always kept.
 const KEEP_CHECKPOINTS: usize = 3;
 
@@ -30,6 +168,9 @@ pub struct TrainRequest {
     /// The queued job running it, set by the worker.
     #[serde(default)]
     pub job_id: Option<String>,
+    /// Only a worker with a GPU may run it (queued runs).
+    #[serde(default)]
+    pub gpu: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -179,6 +320,7 @@ impl App {
                 key_id,
                 None,
                 req.max_steps,
+                req.job_id.clone(),
                 progress,
             )
             .await;
@@ -198,6 +340,17 @@ impl App {
         &self,
         run_id: &str,
         max_steps: Option<u64>,
+        progress: &mut (dyn FnMut(&Event) + Send),
+    ) -> anyhow::Result<TrainSummary> {
+        self.resume_for_job(run_id, max_steps, None, progress).await
+    }
+
+    /// [`App::resume`] as queued job `job` (a job handed back after its worker died).
+    pub async fn resume_for_job(
+        &self,
+        run_id: &str,
+        max_steps: Option<u64>,
+        job: Option<String>,
         progress: &mut (dyn FnMut(&Event) + Send),
     ) -> anyhow::Result<TrainSummary> {
         let row = self.run_row(run_id).await?;
@@ -262,6 +415,7 @@ impl App {
                 key_id,
                 resume,
                 max_steps,
+                job,
                 progress,
             )
             .await;
@@ -288,13 +442,16 @@ impl App {
         key_id: String,
         resume: Option<Vec<u8>>,
         max_steps: Option<u64>,
+        job: Option<String>,
         progress: &mut (dyn FnMut(&Event) + Send),
     ) -> anyhow::Result<TrainSummary> {
         let started = std::time::Instant::now();
         let dir = self.config.data_dir.join(&row.directory);
+        let lock = RunLock::take(self, &row.id, job).await?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
         let run_id = row.id.clone();
         let thread_cfg = cfg.clone();
+        let file_tag = lock.tag.clone();
         let handle = std::thread::spawn(move || {
             let ctx = RunContext {
                 run_id,
@@ -304,6 +461,7 @@ impl App {
                 device: tch::Device::cuda_if_available(),
                 resume,
                 max_steps,
+                file_tag,
             };
             train::train(&thread_cfg, &train_w, &val_w, &ctx, &mut |e| {
                 tx.send(e)
@@ -316,6 +474,15 @@ impl App {
         let mut last_step = row.step;
         let mut record_error: Option<anyhow::Error> = None;
         while let Some(ev) = rx.recv().await {
+            // Another process took the run (this one's lock lapsed): stop, and record nothing more.
+            // Dropping the receiver stops the training thread at its next event.
+            if let Some(holder) = lock.lost(self, matches!(ev, Event::Checkpoint { .. })).await {
+                record_error.get_or_insert(anyhow::anyhow!(
+                    "run {} is now trained by {holder}; this process lost its lock and stopped",
+                    row.id
+                ));
+                break;
+            }
             progress(&ev);
             let result: anyhow::Result<()> = async {
                 match &ev {
@@ -401,9 +568,12 @@ impl App {
                 record_error.get_or_insert(e);
             }
         }
+        drop(rx);
         let outcome = handle
             .join()
-            .map_err(|_| anyhow::anyhow!("the training thread panicked"))?;
+            .map_err(|_| anyhow::anyhow!("the training thread panicked"));
+        lock.release(self).await;
+        let outcome = outcome?;
         if !pending.is_empty() {
             self.store.runs().add_metrics(&row.id, &pending).await?;
         }
@@ -500,19 +670,36 @@ impl App {
         &self,
         id: &str,
     ) -> anyhow::Result<(Transformer, TrainConfig, CorpusTokenizer)> {
+        let (model, cfg, tokenizer, _) = self.load_run_model_at(id, None).await?;
+        Ok((model, cfg, tokenizer))
+    }
+
+    /// The model of one checkpoint of a run (the newest when `step` is `None`), with its configuration,
+    /// the corpus tokenizer and the checkpoint's record. Work cut into pieces (a sharded audit) names
+    /// the step, so every piece sees the same weights even if training goes on meanwhile.
+    pub async fn load_run_model_at(
+        &self,
+        id: &str,
+        step: Option<i64>,
+    ) -> anyhow::Result<(Transformer, TrainConfig, CorpusTokenizer, CheckpointRow)> {
         let run = self.run_row(id).await?;
-        let latest = self
-            .store
-            .runs()
-            .checkpoints(&run.id)
-            .await?
-            .pop()
-            .ok_or_else(|| anyhow::anyhow!("run {id} has no checkpoint yet"))?;
+        let all = self.store.runs().checkpoints(&run.id).await?;
+        let chosen = match step {
+            None => all.last(),
+            Some(s) => all.iter().find(|c| c.step == s),
+        };
+        let checkpoint = match (chosen, step) {
+            (Some(c), _) => c.clone(),
+            (None, None) => anyhow::bail!("run {id} has no checkpoint yet"),
+            (None, Some(s)) => anyhow::bail!(
+                "checkpoint step {s} of run {id} no longer exists (newer training pruned it); audit the run again"
+            ),
+        };
         let key = self.run_key(&run).await?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let tokenizer = sealed.tokenizer()?;
-        let path = self.config.data_dir.join(&run.directory).join(&latest.file);
-        let (run_id, step) = (run.id.clone(), latest.step as u64);
+        let path = self.config.data_dir.join(&run.directory).join(&checkpoint.file);
+        let (run_id, step) = (run.id.clone(), checkpoint.step as u64);
         let (model, cfg) = tokio::task::spawn_blocking(move || {
             let bytes = train::checkpoint::read_sealed(&path, &run_id, step, &key)?;
             train::load_model(&bytes, tch::Device::cuda_if_available())
@@ -520,7 +707,7 @@ impl App {
         .await
         .context("loading the checkpoint was interrupted")?
         .with_context(|| format!("cannot load run {id}"))?;
-        Ok((model, cfg, tokenizer))
+        Ok((model, cfg, tokenizer, checkpoint))
     }
 
     /// Generates from a prompt, or fills `[MASK]` spans (diffusion only).

@@ -1,169 +1,395 @@
-//! The worker: claims queued jobs and runs them, heartbeating while they run, so the console (and
-//! `lethe train --queue`, `lethe audit --queue`) can start work that any `lethe worker` process picks up:
-//! `train` and `audit` jobs. A training job whose worker died is handed back by the lease and resumed from
-//! the run's last checkpoint; an audit job handed back starts its audit again (an audit is minutes, and
-//! its partial state is not worth sealing).
+//! The worker: claims queued jobs it can run and runs them, heartbeating while they run, so the console
+//! (and `lethe train --queue`, `lethe audit --queue`) can start work that any `lethe worker` process,
+//! on any host sharing the database and the storage root, picks up.
+//!
+//! A worker registers in the `workers` table with what it has (GPUs, memory, kinds) and offers the same
+//! with every claim, so it only takes jobs it can run: a job queued with `gpu` waits for a GPU worker,
+//! and a job whose memory estimate exceeds a worker's memory is left for a bigger one.
+//!
+//! A training job whose worker died is handed back by the lease and resumed from the run's last
+//! checkpoint. A queued audit with more than one shard runs as pieces ([`super::audit_shards`]), so a
+//! dead worker costs only its piece; an unsharded audit handed back starts again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::audit_shards::{PieceArgs, MERGE_KIND, SCORES_KIND, SHARD_KIND};
 use super::train::TrainRequest;
 use super::App;
-use crate::store::{Job, NewJob};
+use crate::store::{Capacity, Job, NewJob, WorkerRow};
 use crate::train::Event;
 
 /// Job kinds this worker can run.
-pub const KINDS: &[&str] = &["train", "audit"];
+pub const KINDS: &[&str] = &["train", "audit", SHARD_KIND, SCORES_KIND, MERGE_KIND];
 /// How long a running job may go without a heartbeat before another worker may take it, by default.
 pub const LEASE_MS: i64 = 60_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Memory every job needs besides its data: libtorch, the runtime, buffers.
+const BASE_MEMORY: i64 = 512 << 20;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct WorkerReport {
     pub worker: String,
+    pub capacity: Option<Capacity>,
     pub succeeded: Vec<String>,
     pub failed: Vec<(String, String)>,
     /// Jobs given back to the queue when the worker was stopped by a signal.
     pub handed_back: Vec<String>,
 }
 
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub name: String,
+    /// Exit once nothing is left that this worker can run.
+    pub once: bool,
+    pub poll: Duration,
+    pub lease_ms: i64,
+    pub capacity: Capacity,
+}
+
+impl WorkerOptions {
+    /// A worker named for this process, offering what this host has.
+    pub fn detect(once: bool, poll: Duration, lease_ms: i64, memory: Option<i64>) -> anyhow::Result<Self> {
+        Ok(WorkerOptions {
+            name: worker_name()?,
+            once,
+            poll,
+            lease_ms,
+            capacity: detect_capacity(memory),
+        })
+    }
+}
+
 /// A worker's name in the queue: host, process and a random suffix, unique across hosts.
 pub fn worker_name() -> anyhow::Result<String> {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "host".into());
     Ok(format!(
         "{}-{}-{}",
-        host.trim(),
+        host_name(),
         std::process::id(),
         crate::vault::random_hex(3)?
     ))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
+/// What this host offers: the CUDA devices libtorch sees, and memory: physical memory, or the cgroup
+/// limit when there is a lower one (a container), or `memory` when the operator says less.
+pub fn detect_capacity(memory: Option<i64>) -> Capacity {
+    let physical = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(i64::MAX);
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(i64::MAX);
+    let found = physical.min(cgroup);
+    Capacity {
+        kinds: KINDS.iter().map(|k| k.to_string()).collect(),
+        gpus: crate::model::runtime::TorchRuntime::probe().cuda_devices,
+        memory_bytes: memory.map_or(found, |m| m.min(found)),
+    }
+}
+
+/// Memory a training job is estimated to need: fp32 weights, gradients and two AdamW moments (16 bytes
+/// a parameter), activations kept for the backward pass (about 34 values a position per layer and
+/// width unit, after Korthikanti et al.), and the packed corpus (8 bytes a token). A GPU job's
+/// weights and activations live on the card, but the host still loads them, so the figure is a
+/// conservative bound for either.
+pub fn train_memory(parameters: i64, batch: i64, context: i64, width: i64, layers: i64, tokens: i64) -> i64 {
+    BASE_MEMORY + parameters * 16 + batch * context * width * layers * 34 * 4 / 8 + tokens * 8
+}
+
+/// Memory an audit is estimated to need: the weights (4 bytes a parameter), the corpus in memory
+/// (token arrays, a decoded copy for the secret lookups: about 16 bytes a token), and its sampling.
+pub fn audit_memory(parameters: i64, tokens: i64) -> i64 {
+    BASE_MEMORY + parameters * 4 + tokens * 16
+}
+
+/// Sends heartbeats for a job while it runs; stops when dropped.
+struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+    /// Progress in millionths.
+    progress: Arc<AtomicU64>,
+    message: Arc<Mutex<Option<String>>>,
+}
+
+impl Heartbeat {
+    fn start(app: &App, job: &Job, worker: &str) -> Heartbeat {
+        let progress = Arc::new(AtomicU64::new(0));
+        let message = Arc::new(Mutex::new(None::<String>));
+        let (store, id, worker) = (app.store.clone(), job.id.clone(), worker.to_string());
+        let (p, m) = (progress.clone(), message.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                let done = p.load(Ordering::Relaxed) as f64 / 1e6;
+                let msg = m.lock().ok().and_then(|g| g.clone());
+                if let Err(e) = store.jobs().heartbeat(&id, &worker, done, msg.as_deref()).await {
+                    tracing::error!(job = %id, "heartbeat failed: {e}");
+                }
+                let _ = store.workers().seen(&worker).await;
+            }
+        });
+        Heartbeat {
+            task,
+            progress,
+            message,
+        }
+    }
+
+    fn set(&self, fraction: f64, message: Option<String>) {
+        self.progress
+            .store((fraction.clamp(0.0, 1.0) * 1e6) as u64, Ordering::Relaxed);
+        if let (Some(m), Ok(mut g)) = (message, self.message.lock()) {
+            *g = Some(m);
+        }
+    }
+
+    /// A progress callback for audit stages: six stages, each reporting its own fraction.
+    fn audit_progress(&self) -> impl FnMut(crate::audit::Stage, usize, usize) + Send + '_ {
+        move |s, d, t| {
+            let frac = if t == 0 { 1.0 } else { d as f64 / t as f64 };
+            self.set(
+                (s as u64 as f64 + frac) / 6.0,
+                Some(format!("{} {d}/{t}", s.as_str())),
+            );
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl App {
     /// Queues a training run; a worker runs it.
     pub async fn enqueue_train(&self, req: &TrainRequest) -> anyhow::Result<String> {
         // Fail now, not in the worker, on what can be checked without training.
-        self.corpus_row(&req.corpus).await?;
+        let corpus = self.corpus_row(&req.corpus).await?;
+        let cfg = crate::model::ModelConfig::preset(&req.spec.preset, corpus.vocab)?
+            .with_overrides(&req.spec.overrides)?;
+        let tokens = req
+            .spec
+            .unique_tokens
+            .map_or(corpus.tokens, |u| (u as i64).min(corpus.tokens));
         let mut job = NewJob::new("train", serde_json::to_value(req)?);
         job.created_by = req.created_by.clone();
+        job.needs_gpu = req.gpu;
+        job.needs_memory_bytes = train_memory(
+            cfg.param_count().total,
+            req.spec.batch_size as i64,
+            cfg.context,
+            cfg.width,
+            cfg.layers,
+            tokens,
+        );
         Ok(self.store.jobs().enqueue(&job).await?)
     }
 
-    /// Runs queued jobs until none is left (`once`) or forever, polling every `poll`. Running jobs whose
-    /// heartbeat is older than `lease_ms` are handed back first.
-    pub async fn work(&self, once: bool, poll: Duration, lease_ms: i64) -> anyhow::Result<WorkerReport> {
-        self.work_as(&worker_name()?, once, poll, lease_ms).await
+    /// Queues an audit; a worker runs it (as pieces when it has more than one shard).
+    pub async fn enqueue_audit(&self, req: &super::audit::AuditRequest) -> anyhow::Result<String> {
+        let run = self.run_row(&req.run).await?;
+        super::audit_shards::request_params(req).validate()?;
+        super::audit::scanner(&req.rules, req.deny_list.as_ref())?;
+        let cfg: crate::train::TrainConfig = serde_json::from_value(run.config.clone())
+            .map_err(|e| anyhow::anyhow!("run {} has an unreadable configuration: {e}", run.id))?;
+        let tokens = self
+            .store
+            .corpora()
+            .by_id(&run.corpus_id)
+            .await?
+            .map_or(0, |c| c.tokens);
+        let mut job = NewJob::new("audit", serde_json::to_value(req)?);
+        job.created_by = req.created_by.clone();
+        job.needs_gpu = req.gpu;
+        job.needs_memory_bytes = audit_memory(cfg.model.param_count().total, tokens);
+        Ok(self.store.jobs().enqueue(&job).await?)
     }
 
-    /// [`App::work`] under a name the caller chose, so that on a signal it can hand back what this
-    /// worker holds ([`crate::store::Jobs::hand_back`]).
-    pub async fn work_as(
-        &self,
-        worker: &str,
-        once: bool,
-        poll: Duration,
-        lease_ms: i64,
-    ) -> anyhow::Result<WorkerReport> {
-        let worker = worker.to_string();
-        let mut report = WorkerReport {
-            worker: worker.clone(),
-            succeeded: Vec::new(),
-            failed: Vec::new(),
-            handed_back: Vec::new(),
-        };
-        loop {
-            for r in self
-                .store
-                .jobs()
-                .requeue_stale(lease_ms.max(HEARTBEAT.as_millis() as i64 * 2))
-                .await?
-            {
-                tracing::warn!(job = %r.id, previous = %r.previous_owner, now = ?r.now, "handed back a job whose worker went silent");
-            }
-            let Some(job) = self.store.jobs().claim(&worker, KINDS).await? else {
-                if once {
-                    return Ok(report);
-                }
-                tokio::time::sleep(poll).await;
-                continue;
-            };
-            eprintln!(
-                "worker {worker}: running {} job {} (attempt {})",
-                job.kind, job.id, job.attempts
-            );
-            match self.run_job(&worker, &job).await {
-                Ok(result) => {
-                    self.store.jobs().succeed(&job.id, &worker, &result).await?;
-                    report.succeeded.push(job.id.clone());
-                }
-                Err(e) => {
-                    let msg = format!("{e:#}");
-                    eprintln!("worker {worker}: job {} failed: {msg}", job.id);
-                    self.store.jobs().fail(&job.id, &worker, &msg).await?;
-                    report.failed.push((job.id.clone(), msg));
+    /// Runs queued jobs until none is left that this worker can run (`once`) or forever. Running jobs
+    /// whose heartbeat is older than the lease are handed back first. What it did is kept in `report`,
+    /// which the caller still holds when it stops this future on a signal.
+    pub async fn work(&self, opts: &WorkerOptions, report: &mut WorkerReport) -> anyhow::Result<()> {
+        report.worker = opts.name.clone();
+        report.capacity = Some(opts.capacity.clone());
+        let worker = opts.name.as_str();
+        self.store
+            .workers()
+            .register(&WorkerRow {
+                name: worker.to_string(),
+                host: host_name(),
+                pid: i64::from(std::process::id()),
+                gpus: opts.capacity.gpus,
+                memory_bytes: opts.capacity.memory_bytes,
+                kinds: opts.capacity.kinds.clone(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_at: crate::store::now_ms(),
+                seen_at: 0,
+                stopped_at: None,
+            })
+            .await?;
+        let lease = opts.lease_ms.max(HEARTBEAT.as_millis() as i64 * 2);
+        let result = async {
+            loop {
+                self.reap(lease).await?;
+                self.store.workers().seen(worker).await?;
+                let Some(job) = self.store.jobs().claim_for(worker, &opts.capacity).await? else {
+                    if opts.once && !self.waiting_on_running(&opts.capacity).await? {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(opts.poll).await;
+                    continue;
+                };
+                eprintln!(
+                    "worker {worker}: running {} job {} (attempt {})",
+                    job.kind, job.id, job.attempts
+                );
+                match self.run_job(worker, &job).await {
+                    Ok(Finished::Result(result)) => {
+                        self.store.jobs().succeed(&job.id, worker, &result).await?;
+                        report.succeeded.push(job.id.clone());
+                    }
+                    Ok(Finished::Spawned(result, children)) => {
+                        let ids = self
+                            .store
+                            .jobs()
+                            .spawn_and_succeed(&job.id, worker, &children, &result)
+                            .await?;
+                        eprintln!("worker {worker}: job {} queued {} piece(s)", job.id, ids.len());
+                        report.succeeded.push(job.id.clone());
+                    }
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        eprintln!("worker {worker}: job {} failed: {msg}", job.id);
+                        self.store.jobs().fail(&job.id, worker, &msg).await?;
+                        self.fail_piece_audit(&job, &msg).await?;
+                        report.failed.push((job.id.clone(), msg));
+                    }
                 }
             }
         }
+        .await;
+        let _ = self.store.workers().stopped(worker).await;
+        result
     }
 
-    async fn run_job(&self, worker: &str, job: &Job) -> anyhow::Result<serde_json::Value> {
+    /// Hands back jobs whose worker went silent, and fails merges whose pieces can no longer succeed.
+    async fn reap(&self, lease_ms: i64) -> anyhow::Result<()> {
+        for r in self.store.jobs().requeue_stale(lease_ms).await? {
+            tracing::warn!(job = %r.id, previous = %r.previous_owner, now = ?r.now, "handed back a job whose worker went silent");
+            eprintln!(
+                "worker: job {} of silent worker {} is {} again",
+                r.id,
+                r.previous_owner,
+                r.now.as_str()
+            );
+        }
+        for (merge, audit) in self.store.jobs().fail_orphans().await? {
+            let why = format!("a piece of the audit failed, so its merge {merge} cannot run");
+            if let Some(row) = self.store.audits().get(&audit).await? {
+                if row.state == "running" {
+                    self.store.audits().fail(&audit, &why).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// With `--once`: whether a job this worker could run may still come back to the queue (a running
+    /// job whose worker has missed heartbeats), so the worker should wait for its lease instead of
+    /// exiting.
+    async fn waiting_on_running(&self, capacity: &Capacity) -> anyhow::Result<bool> {
+        let silent_since = crate::store::now_ms() - 3 * HEARTBEAT.as_millis() as i64;
+        let jobs = self.store.jobs().list(1000).await?;
+        Ok(jobs.iter().any(|j| {
+            let fits = (capacity.kinds.is_empty() || capacity.kinds.contains(&j.kind))
+                && (!j.needs_gpu || capacity.gpus > 0)
+                && j.needs_memory_bytes <= capacity.memory_bytes;
+            fits && j.state == crate::store::JobState::Running
+                && j.heartbeat_at.is_some_and(|h| h < silent_since)
+        }))
+    }
+
+    /// When a piece of a sharded audit fails for good, the audit fails with it (its merge follows).
+    async fn fail_piece_audit(&self, job: &Job, msg: &str) -> anyhow::Result<()> {
+        if job.kind == "audit" || !job.kind.starts_with("audit-") {
+            return Ok(());
+        }
+        if let Some(audit) = &job
+            .group_id
+            .clone()
+            .or_else(|| job.args.get("audit").and_then(|a| a.as_str()).map(str::to_string))
+        {
+            if let Some(row) = self.store.audits().get(audit).await? {
+                if row.state == "running" {
+                    let why = format!("piece {} ({}) failed: {msg}", job.id, job.kind);
+                    self.store.audits().fail(audit, &why).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_job(&self, worker: &str, job: &Job) -> anyhow::Result<Finished> {
+        let beat = Heartbeat::start(self, job, worker);
+        let invalid = |e: serde_json::Error| anyhow::anyhow!("job {} has invalid arguments: {e}", job.id);
         match job.kind.as_str() {
             "train" => {
-                let mut req: TrainRequest = serde_json::from_value(job.args.clone())
-                    .map_err(|e| anyhow::anyhow!("job {} has invalid arguments: {e}", job.id))?;
+                let mut req: TrainRequest = serde_json::from_value(job.args.clone()).map_err(invalid)?;
                 // The trainer is whoever queued the job; the worker is only the hands.
                 req.created_by = req.created_by.or_else(|| job.created_by.clone());
                 req.job_id = Some(job.id.clone());
-                let step = Arc::new(AtomicU64::new(0));
-                let total = Arc::new(AtomicU64::new(1));
-                let beat = {
-                    let (store, id, worker) = (self.store.clone(), job.id.clone(), worker.to_string());
-                    let (step, total) = (step.clone(), total.clone());
-                    tokio::spawn(async move {
-                        loop {
-                            tokio::time::sleep(HEARTBEAT).await;
-                            let (s, t) = (step.load(Ordering::Relaxed), total.load(Ordering::Relaxed).max(1));
-                            let msg = format!("step {s}/{t}");
-                            if let Err(e) = store
-                                .jobs()
-                                .heartbeat(&id, &worker, s as f64 / t as f64, Some(&msg))
-                                .await
-                            {
-                                tracing::error!(job = %id, "heartbeat failed: {e}");
-                            }
+                let total = AtomicU64::new(1);
+                let mut progress = |ev: &Event| {
+                    let step = match ev {
+                        Event::Started {
+                            step, total_steps, ..
+                        } => {
+                            total.store((*total_steps).max(1), Ordering::Relaxed);
+                            *step
                         }
-                    })
-                };
-                let mut progress = |ev: &Event| match ev {
-                    Event::Started {
-                        step: s, total_steps, ..
-                    } => {
-                        step.store(*s, Ordering::Relaxed);
-                        total.store(*total_steps, Ordering::Relaxed);
-                    }
-                    Event::Step { step: s, .. } => step.store(*s, Ordering::Relaxed),
-                    _ => {}
+                        Event::Step { step, .. } => *step,
+                        _ => return,
+                    };
+                    let t = total.load(Ordering::Relaxed);
+                    beat.set(step as f64 / t as f64, Some(format!("step {step}/{t}")));
                 };
                 // A job handed back after its worker died continues the run that worker started.
                 let previous = self.store.runs().by_job(&job.id).await?;
                 let result = match previous {
                     Some(run) if run.state != "succeeded" => {
-                        self.resume(&run.id, req.max_steps, &mut progress).await
+                        self.resume_for_job(&run.id, req.max_steps, Some(job.id.clone()), &mut progress)
+                            .await
                     }
                     _ => self.train(req, &mut progress).await,
                 };
-                beat.abort();
-                Ok(serde_json::to_value(result?)?)
+                Ok(Finished::Result(serde_json::to_value(result?)?))
             }
             "audit" => {
-                let mut req: super::audit::AuditRequest = serde_json::from_value(job.args.clone())
-                    .map_err(|e| anyhow::anyhow!("job {} has invalid arguments: {e}", job.id))?;
+                let mut req: super::audit::AuditRequest =
+                    serde_json::from_value(job.args.clone()).map_err(invalid)?;
                 req.created_by = req.created_by.or_else(|| job.created_by.clone());
                 req.job_id = Some(job.id.clone());
-                // A job handed back after its worker died starts its audit again; the audit that worker
-                // left running will never finish, so it is closed as failed with the reason.
+                // A job handed back after its worker died starts (or plans) its audit again; the audit
+                // that worker left running will never finish, so it is closed as failed with the reason.
                 for stale in self.store.audits().running_for_job(&job.id).await? {
                     let why = format!(
                         "the worker running job {} stopped; the job started the audit again",
@@ -171,32 +397,37 @@ impl App {
                     );
                     self.store.audits().fail(&stale.id, &why).await?;
                 }
-                let done = Arc::new(AtomicU64::new(0));
-                let beat = {
-                    let (store, id, worker) = (self.store.clone(), job.id.clone(), worker.to_string());
-                    let done = done.clone();
-                    tokio::spawn(async move {
-                        loop {
-                            tokio::time::sleep(HEARTBEAT).await;
-                            // Six stages, each reporting its own fraction: stage index + fraction, in ‰.
-                            let d = done.load(Ordering::Relaxed) as f64 / 6000.0;
-                            if let Err(e) = store.jobs().heartbeat(&id, &worker, d, None).await {
-                                tracing::error!(job = %id, "heartbeat failed: {e}");
-                            }
-                        }
-                    })
+                let mut progress = beat.audit_progress();
+                if super::audit_shards::request_params(&req).shards > 1 {
+                    let (result, pieces) = self.audit_plan(req, &job.id, &mut progress).await?;
+                    return Ok(Finished::Spawned(result, pieces));
+                }
+                let r = self.audit(req, &mut progress).await?;
+                Ok(Finished::Result(
+                    serde_json::json!({ "audit": r.audit, "run": r.run }),
+                ))
+            }
+            SHARD_KIND | SCORES_KIND | MERGE_KIND => {
+                let args: PieceArgs = serde_json::from_value(job.args.clone()).map_err(invalid)?;
+                let mut progress = beat.audit_progress();
+                let result = match job.kind.as_str() {
+                    SHARD_KIND => self.audit_shard(&args, &job.id, &mut progress).await?,
+                    SCORES_KIND => self.audit_scores(&args, &job.id, &mut progress).await?,
+                    _ => {
+                        let r = self.audit_merge(&args, &mut progress).await?;
+                        serde_json::json!({ "audit": r.audit, "run": r.run })
+                    }
                 };
-                let mut progress = |s: crate::audit::Stage, d: usize, t: usize| {
-                    let stage = s as u64;
-                    let frac = if t == 0 { 1.0 } else { d as f64 / t as f64 };
-                    done.store(stage * 1000 + (frac * 1000.0) as u64, Ordering::Relaxed);
-                };
-                let result = self.audit(req, &mut progress).await;
-                beat.abort();
-                let r = result?;
-                Ok(serde_json::json!({ "audit": r.audit, "run": r.run }))
+                Ok(Finished::Result(result))
             }
             other => anyhow::bail!("this worker cannot run {other} jobs"),
         }
     }
+}
+
+/// How a job ended well: with its result, or with its result and jobs it made (queued atomically with
+/// its success).
+enum Finished {
+    Result(serde_json::Value),
+    Spawned(serde_json::Value, Vec<NewJob>),
 }

@@ -27,7 +27,7 @@ use crate::corpus::tokenizer::MASK_ID;
 pub const BUCKETS: [usize; 5] = [1, 2, 5, 17, 65];
 
 /// One training sequence probed by the audit.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Window {
     /// Document index in the corpus.
     pub doc: u32,
@@ -40,7 +40,7 @@ pub struct Window {
 }
 
 /// The sample and the population shares of its buckets.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub windows: Vec<Window>,
     /// Share of training positions (estimated from the pool) in each bucket.
@@ -246,28 +246,39 @@ fn score(generated: &[u32], truth: &[u32], max_edit: f64) -> Outcome {
     }
 }
 
-/// Prefix extraction over the sample.
-pub fn run_prefix(
+/// Prefix extraction's generations for `windows` (in order): the model continues each prefix with
+/// `suffix` tokens, greedily, `batch_rows` prompts per call.
+pub fn generate_prefix(
     model: &dyn AuditModel,
-    corpus: &AuditCorpus<'_>,
-    sample: &Sample,
+    windows: &[&Window],
     params: &AuditParams,
-    evidence: &mut Evidence,
     progress: Progress<'_>,
-) -> Result<ExtractionReport, AuditError> {
+) -> Result<Vec<Vec<u32>>, AuditError> {
     let (p, s) = (params.prefix_tokens, params.suffix_tokens);
     let sampler = sampler_for(s, params.sampler_steps, params.block_length, 0.0, params.seed);
-    let mut generated = Vec::with_capacity(sample.windows.len());
+    let mut generated = Vec::with_capacity(windows.len());
     let per_call = model.batch_rows().max(1);
-    for (i, chunk) in sample.windows.chunks(per_call).enumerate() {
-        progress(Stage::Extraction, i * per_call, sample.windows.len());
+    for (i, chunk) in windows.chunks(per_call).enumerate() {
+        progress(Stage::Extraction, i * per_call, windows.len());
         let prompts: Vec<Vec<u32>> = chunk.iter().map(|w| w.tokens[..p].to_vec()).collect();
         let out = model
             .generate(&prompts, s, &sampler)
             .map_err(model_err("extraction"))?;
         generated.extend(out);
     }
-    progress(Stage::Extraction, sample.windows.len(), sample.windows.len());
+    progress(Stage::Extraction, windows.len(), windows.len());
+    Ok(generated)
+}
+
+/// Prefix extraction's figures and evidence from the generations of every window of the sample.
+pub fn summarize_prefix(
+    corpus: &AuditCorpus<'_>,
+    sample: &Sample,
+    params: &AuditParams,
+    generated: Vec<Vec<u32>>,
+    evidence: &mut Evidence,
+) -> Result<ExtractionReport, AuditError> {
+    let p = params.prefix_tokens;
     let rows: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = sample
         .windows
         .iter()
@@ -277,23 +288,21 @@ pub fn run_prefix(
     summarize(corpus, sample, params, &rows, Stage::Extraction, evidence)
 }
 
-/// Infilling extraction over the same sample: `prefix / 2` tokens kept before the hole, the rest of the
-/// prefix's length after it, `suffix` tokens masked in between.
-pub fn run_infill(
+/// Infilling's generations for `windows` (in order): `prefix / 2` tokens kept before the hole, the rest
+/// of the prefix's length after it, `suffix` tokens masked in between; returns what filled each hole.
+pub fn generate_infill(
     model: &dyn AuditModel,
-    corpus: &AuditCorpus<'_>,
-    sample: &Sample,
+    windows: &[&Window],
     params: &AuditParams,
-    evidence: &mut Evidence,
     progress: Progress<'_>,
-) -> Result<ExtractionReport, AuditError> {
+) -> Result<Vec<Vec<u32>>, AuditError> {
     let (p, s) = (params.prefix_tokens, params.suffix_tokens);
     let left = p / 2;
     let sampler = sampler_for(s, params.sampler_steps, 0, 0.0, params.seed);
-    let mut rows = Vec::with_capacity(sample.windows.len());
+    let mut filled = Vec::with_capacity(windows.len());
     let per_call = model.batch_rows().max(1);
-    for (i, chunk) in sample.windows.chunks(per_call).enumerate() {
-        progress(Stage::Infilling, i * per_call, sample.windows.len());
+    for (i, chunk) in windows.chunks(per_call).enumerate() {
+        progress(Stage::Infilling, i * per_call, windows.len());
         let holed: Vec<Vec<u32>> = chunk
             .iter()
             .map(|w| {
@@ -303,18 +312,36 @@ pub fn run_infill(
             })
             .collect();
         let out = model.infill(&holed, &sampler).map_err(model_err("infilling"))?;
-        for (w, filled) in chunk.iter().zip(out) {
-            let got = filled
-                .get(left..left + s)
-                .map(<[u32]>::to_vec)
-                .unwrap_or_default();
+        filled.extend(
+            out.into_iter()
+                .map(|row| row.get(left..left + s).map(<[u32]>::to_vec).unwrap_or_default()),
+        );
+    }
+    progress(Stage::Infilling, windows.len(), windows.len());
+    Ok(filled)
+}
+
+/// Infilling's figures and evidence from what filled the hole of every window of the sample.
+pub fn summarize_infill(
+    corpus: &AuditCorpus<'_>,
+    sample: &Sample,
+    params: &AuditParams,
+    filled: Vec<Vec<u32>>,
+    evidence: &mut Evidence,
+) -> Result<ExtractionReport, AuditError> {
+    let (p, s) = (params.prefix_tokens, params.suffix_tokens);
+    let left = p / 2;
+    let rows: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = sample
+        .windows
+        .iter()
+        .zip(filled)
+        .map(|(w, got)| {
             let mut context = w.tokens[..left].to_vec();
             context.push(MASK_ID);
             context.extend_from_slice(&w.tokens[left + s..]);
-            rows.push((context, w.tokens[left..left + s].to_vec(), got));
-        }
-    }
-    progress(Stage::Infilling, sample.windows.len(), sample.windows.len());
+            (context, w.tokens[left..left + s].to_vec(), got)
+        })
+        .collect();
     summarize(corpus, sample, params, &rows, Stage::Infilling, evidence)
 }
 

@@ -16,6 +16,7 @@ pub mod ngram;
 pub mod regurgitation;
 pub mod report;
 pub mod secrets;
+pub mod shards;
 pub mod stats;
 
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,9 @@ pub struct AuditCorpus<'a> {
     pub tokenizer: &'a CorpusTokenizer,
 }
 
+/// Most corpus shards one audit is cut into.
+pub const MAX_SHARDS: usize = 256;
+
 /// Every knob of an audit. The defaults are the full audit; [`AuditParams::quick`] is a smaller one for
 /// smoke checks. The policy file (see the release gate) carries the same fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +152,9 @@ pub struct AuditParams {
     pub evidence_examples: usize,
     /// Seeds every random choice of the audit, so the same run audited twice gives the same report.
     pub seed: u64,
+    /// Corpus shards the extraction and regurgitation work is cut into (see [`shards`]): queued, each
+    /// is a job of its own that any worker may take; in the foreground they run one after another.
+    pub shards: usize,
 }
 
 impl Default for AuditParams {
@@ -173,6 +180,7 @@ impl Default for AuditParams {
             bootstrap: 1000,
             evidence_examples: 5,
             seed: 0,
+            shards: 1,
         }
     }
 }
@@ -224,6 +232,9 @@ impl AuditParams {
                 "Monte-Carlo sample counts must be at least 1",
             );
         }
+        if !(1..=MAX_SHARDS).contains(&self.shards) {
+            return bad("shards", "must be between 1 and 256");
+        }
         if self.membership_window < 8 {
             return bad("membership_window", "must be at least 8 tokens");
         }
@@ -259,7 +270,8 @@ impl Stage {
 /// Progress callback: a stage, units done and units in all.
 pub type Progress<'a> = &'a mut dyn FnMut(Stage, usize, usize);
 
-/// Runs every audit on `model` against `corpus` and returns the report and its evidence.
+/// Runs every audit on `model` against `corpus` and returns the report and its evidence: the plan,
+/// each shard's part, the scores and the merge of [`shards`], one after another in this process.
 pub fn run(
     model: &dyn AuditModel,
     corpus: &AuditCorpus<'_>,
@@ -267,52 +279,22 @@ pub fn run(
     scanner: &secrets::Scanner,
     progress: Progress<'_>,
 ) -> Result<(AuditReport, Evidence), AuditError> {
-    params.validate()?;
-    let mut evidence = Evidence::default();
-
-    let mut seconds = std::collections::BTreeMap::new();
-    let mut timed = |stage: Stage, started: std::time::Instant| {
-        seconds.insert(stage.as_str().to_string(), started.elapsed().as_secs_f64());
-    };
-
-    let t = std::time::Instant::now();
-    let windows = extraction::sample_windows(corpus, params, model.context())?;
-    let prefix = extraction::run_prefix(model, corpus, &windows, params, &mut evidence, progress)?;
-    timed(Stage::Extraction, t);
-    let infill = match model.kind() {
-        ModelKind::Diffusion => {
-            let t = std::time::Instant::now();
-            let r = extraction::run_infill(model, corpus, &windows, params, &mut evidence, progress)?;
-            timed(Stage::Infilling, t);
-            Some(r)
-        }
-        ModelKind::Ar => None,
-    };
-    let t = std::time::Instant::now();
-    let regurgitation = regurgitation::run(model, corpus, params, &mut evidence, progress)?;
-    timed(Stage::Regurgitation, t);
-    let t = std::time::Instant::now();
-    let canaries = exposure::run(model, corpus, params, progress)?;
-    timed(Stage::Canaries, t);
-    let t = std::time::Instant::now();
-    let secrets = leaks::run(corpus, scanner, &mut evidence, progress)?;
-    timed(Stage::Secrets, t);
-    let t = std::time::Instant::now();
-    let membership = membership::run(model, corpus, params, progress)?;
-    timed(Stage::Membership, t);
-    let report = AuditReport {
-        format: report::REPORT_FORMAT.to_string(),
-        model: model.kind(),
-        params: params.clone(),
-        extraction: prefix,
-        infilling: infill,
-        regurgitation,
-        canaries,
-        secrets,
-        membership,
-        seconds,
-    };
-    Ok((report, evidence))
+    let plan = shards::plan(model, corpus, params, progress)?;
+    let mut parts = Vec::with_capacity(plan.shards.len());
+    for (k, range) in plan.shards.iter().enumerate() {
+        // The training documents are in corpus order, so a shard's are one slice of them.
+        let lo = corpus.train.partition_point(|(d, _)| *d < range.first);
+        let hi = corpus.train.partition_point(|(d, _)| *d < range.end);
+        parts.push(shards::run_shard(
+            model,
+            &plan,
+            k,
+            &corpus.train[lo..hi],
+            progress,
+        )?);
+    }
+    let scores = shards::run_scores(model, corpus, params, progress)?;
+    shards::merge(corpus, &plan, parts, scores, scanner, progress)
 }
 
 /// Maps a model failure into the audit's error, naming the stage.

@@ -41,6 +41,7 @@ pub struct RegurgitationReport {
 }
 
 /// A generation to scan, in tokens, with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sampled {
     pub prompt: String,
     pub tokens: Vec<u32>,
@@ -168,18 +169,33 @@ pub fn run(
     let samples = generate(model, corpus.tokenizer, params, progress)?;
     let gens: Vec<Vec<u32>> = samples.iter().map(|s| s.tokens.clone()).collect();
     let matches = scan_tokens(corpus.train, &gens, params.min_tokens);
-    let lens: Vec<usize> = gens.iter().map(Vec::len).collect();
+    report(corpus, params, &samples, &matches, evidence)
+}
+
+/// Summarizes the matches of the audit's own generations (`samples`, in order); the generations with
+/// the longest spans become evidence, and every generation is handed to the secrets scan.
+pub fn report(
+    corpus: &AuditCorpus<'_>,
+    params: &AuditParams,
+    samples: &[Sampled],
+    matches: &[Matches],
+    evidence: &mut Evidence,
+) -> Result<RegurgitationReport, AuditError> {
+    let lens: Vec<usize> = samples.iter().map(|s| s.tokens.len()).collect();
     let prompted = samples.iter().filter(|s| !s.prompt.is_empty()).count();
-    let report = summarize(&matches, &lens, prompted, params.min_tokens, "tokens");
+    let report = summarize(matches, &lens, prompted, params.min_tokens, "tokens");
 
     let mut order: Vec<usize> = (0..matches.len())
         .filter(|&i| !matches[i].spans.is_empty())
         .collect();
     order.sort_by(|&a, &b| matches[b].longest.cmp(&matches[a].longest).then(a.cmp(&b)));
     for &i in order.iter().take(params.evidence_examples) {
-        evidence
-            .regurgitation
-            .push(example(corpus, &samples[i].prompt, &gens[i], &matches[i])?);
+        evidence.regurgitation.push(example(
+            corpus,
+            &samples[i].prompt,
+            &samples[i].tokens,
+            &matches[i],
+        )?);
     }
     for (i, s) in samples.iter().enumerate() {
         evidence.generated.push(Generated {

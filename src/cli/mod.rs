@@ -99,6 +99,16 @@ pub enum Command {
         /// Seconds without a heartbeat after which another worker's running job is handed back (at least 10).
         #[arg(long, default_value_t = 60)]
         lease_s: u64,
+        /// Memory this worker offers, in GiB (default: the host's, or its cgroup limit): jobs estimated
+        /// to need more are left for bigger workers.
+        #[arg(long, value_name = "GIB")]
+        memory_gb: Option<f64>,
+    },
+    /// Workers that registered with the queue, and what each can run.
+    Workers {
+        /// Every worker ever registered, not only live ones.
+        #[arg(long)]
+        all: bool,
     },
     /// The job queue.
     #[command(subcommand)]
@@ -155,6 +165,13 @@ pub struct AuditArgs {
     /// Queue the audit for a `lethe worker` instead of running it here.
     #[arg(long)]
     queue: bool,
+    /// Cut the extraction and regurgitation work into this many corpus shards; queued, each is a job
+    /// any worker may take, and a final job merges them (the report is the same as one worker's).
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Queued: only a worker with a GPU may run it.
+    #[arg(long, requires = "queue")]
+    gpu: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,6 +376,9 @@ pub struct TrainArgs {
     /// Queue the run for a `lethe worker` instead of training in the foreground.
     #[arg(long, conflicts_with = "resume")]
     queue: bool,
+    /// Queued: only a worker with a GPU may run it.
+    #[arg(long, requires = "queue")]
+    gpu: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -656,18 +676,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             once,
             poll_s,
             lease_s,
+            memory_gb,
         } => {
+            if let Some(g) = memory_gb {
+                if !(g.is_finite() && *g > 0.0) {
+                    anyhow::bail!("--memory-gb must be a positive number of GiB, not {g}");
+                }
+            }
             let app = App::open(&globals).await?;
-            let name = app::worker::worker_name()?;
-            let poll = std::time::Duration::from_secs((*poll_s).max(1));
+            let opts = app::worker::WorkerOptions::detect(
+                *once,
+                std::time::Duration::from_secs((*poll_s).max(1)),
+                (*lease_s).max(10) as i64 * 1000,
+                memory_gb.map(|g| (g * (1u64 << 30) as f64) as i64),
+            )?;
+            let mut r = app::worker::WorkerReport::default();
             // On SIGTERM or Ctrl-C the job in hand goes back to the queue at once, for another worker
             // to resume from its last checkpoint, instead of waiting out the lease.
-            let r = tokio::select! {
-                r = app.work_as(&name, *once, poll, *lease_s as i64 * 1000) => r?,
+            tokio::select! {
+                done = app.work(&opts, &mut r) => done?,
                 _ = crate::server::shutdown_signal() => {
-                    let back = app.store.jobs().hand_back(&name).await?;
-                    eprintln!("worker {name}: stopping on a signal; handed back {} job(s)", back.len());
-                    app::worker::WorkerReport { worker: name, succeeded: Vec::new(), failed: Vec::new(), handed_back: back }
+                    r.handed_back = app.store.jobs().hand_back(&opts.name).await?;
+                    app.store.workers().stopped(&opts.name).await?;
+                    eprintln!("worker {}: stopping on a signal; handed back {} job(s)", opts.name, r.handed_back.len());
                 }
             };
             emit(cli.json, &r, || {
@@ -677,6 +708,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     r.succeeded.len(),
                     r.failed.len()
                 )
+            })
+        }
+        Command::Workers { all } => {
+            let app = App::open(&globals).await?;
+            let rows = if *all {
+                app.store.workers().list(1000).await?
+            } else {
+                // Live: seen within two minutes and not stopped.
+                app.store.workers().live(crate::store::now_ms() - 120_000).await?
+            };
+            emit(cli.json, &rows, || {
+                let mut out = format!(
+                    "{:<36} {:>5} {:>9}  {:<8} {}\n",
+                    "WORKER", "GPUS", "MEMORY", "STATE", "SEEN"
+                );
+                for w in &rows {
+                    let state = if w.stopped_at.is_some() {
+                        "stopped"
+                    } else {
+                        "running"
+                    };
+                    let ago = (crate::store::now_ms() - w.seen_at).max(0) / 1000;
+                    out += &format!(
+                        "{:<36} {:>5} {:>7.1}Gi  {:<8} {ago}s ago\n",
+                        w.name,
+                        w.gpus,
+                        w.memory_bytes as f64 / (1u64 << 30) as f64,
+                        state
+                    );
+                }
+                if rows.is_empty() {
+                    out += "(no worker)\n";
+                }
+                out
             })
         }
         Command::Serve {
@@ -1108,6 +1173,7 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
                 created_by
             },
             job_id: None,
+            gpu: a.gpu,
         };
         if a.queue {
             let id = app.enqueue_train(&req).await?;
@@ -1282,7 +1348,7 @@ async fn audit(cli: &Cli, globals: &Globals, a: &AuditArgs) -> anyhow::Result<()
                 }
                 None => params,
             };
-            let req = app::audit::AuditRequest {
+            let mut req = app::audit::AuditRequest {
                 run: run.clone(),
                 quick: a.quick,
                 params,
@@ -1290,7 +1356,13 @@ async fn audit(cli: &Cli, globals: &Globals, a: &AuditArgs) -> anyhow::Result<()
                 deny_list,
                 created_by: a.queue.then(app::cli_actor),
                 job_id: None,
+                gpu: a.gpu,
             };
+            if let Some(n) = a.shards {
+                let mut p = app::audit_shards::request_params(&req);
+                p.shards = n;
+                req.params = Some(p);
+            }
             let app = App::open(globals).await?;
             if a.queue {
                 let id = app.enqueue_audit(&req).await?;

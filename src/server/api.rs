@@ -301,6 +301,9 @@ pub struct StartTraining {
     pub seed: Option<u64>,
     #[serde(default)]
     pub max_steps: Option<u64>,
+    /// Only a worker with a GPU may run it.
+    #[serde(default)]
+    pub gpu: bool,
 }
 
 impl StartTraining {
@@ -327,6 +330,7 @@ impl StartTraining {
             max_steps: self.max_steps,
             created_by: Some(user.to_string()),
             job_id: None,
+            gpu: self.gpu,
         }
     }
 }
@@ -376,6 +380,12 @@ pub struct StartAudit {
     pub run: String,
     #[serde(default)]
     pub quick: bool,
+    /// Corpus shards to cut the audit into, each a job any worker may take.
+    #[serde(default)]
+    pub shards: Option<usize>,
+    /// Only workers with a GPU may run it.
+    #[serde(default)]
+    pub gpu: bool,
 }
 
 /// The audit a console operator queues: the policy's own parameters and rule packs, so the gate can
@@ -389,6 +399,7 @@ pub fn audit_request(s: &AppState, run: String, quick: bool, user: &str) -> Audi
         deny_list: s.policy.deny_list.clone(),
         created_by: Some(user.to_string()),
         job_id: None,
+        gpu: false,
     }
 }
 
@@ -398,7 +409,13 @@ async fn start_audit(
     Body(b): Body<StartAudit>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     c.require(OPERATE)?;
-    let req = audit_request(&s, b.run, b.quick, &c.user.username);
+    let mut req = audit_request(&s, b.run, b.quick, &c.user.username);
+    req.gpu = b.gpu;
+    if let Some(n) = b.shards {
+        let mut params = crate::app::audit_shards::request_params(&req);
+        params.shards = n;
+        req.params = Some(params);
+    }
     let id = s.app().await.enqueue_audit(&req).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))))
 }

@@ -227,16 +227,18 @@ pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()>
     // Tests and scripts read this line to learn the port when binding port 0.
     println!("lethe console listening on {scheme}://{local}/");
 
-    let worker_name = crate::app::worker::worker_name()?;
+    let worker_opts = crate::app::worker::WorkerOptions::detect(
+        false,
+        std::time::Duration::from_secs(1),
+        crate::app::worker::LEASE_MS,
+        None,
+    )?;
+    let worker_name = worker_opts.name.clone();
     let worker = if opts.worker {
         let worker_app = App::open(globals).await?;
-        let name = worker_name.clone();
         Some(tokio::spawn(async move {
-            let poll = std::time::Duration::from_secs(1);
-            if let Err(e) = worker_app
-                .work_as(&name, false, poll, crate::app::worker::LEASE_MS)
-                .await
-            {
+            let mut report = crate::app::worker::WorkerReport::default();
+            if let Err(e) = worker_app.work(&worker_opts, &mut report).await {
                 tracing::error!("the server's worker stopped: {e:#}");
                 eprintln!("the server's worker stopped: {e:#}");
             }
@@ -269,6 +271,7 @@ pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()>
         // What the server's own worker held goes back to the queue now, not when its lease lapses.
         let app = App::open(globals).await?;
         let back = app.store.jobs().hand_back(&worker_name).await?;
+        app.store.workers().stopped(&worker_name).await?;
         if !back.is_empty() {
             eprintln!(
                 "lethe serve: handed back {} running job(s) to the queue",

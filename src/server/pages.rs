@@ -553,6 +553,7 @@ async fn start_run(
             batch_size: None,
             seed: None,
             max_steps: None,
+            gpu: f.get("gpu").is_some_and(|v| v == "on" || v == "true"),
         };
         s.app()
             .await

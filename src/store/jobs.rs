@@ -59,6 +59,16 @@ pub struct NewJob {
     /// How many claims the job may take before it is failed for good (a job that kills its worker every
     /// time must not loop forever).
     pub max_attempts: i64,
+    /// Only a worker with a GPU may take it.
+    pub needs_gpu: bool,
+    /// Memory the job is estimated to need; a worker advertising less does not take it (0: any).
+    pub needs_memory_bytes: i64,
+    /// The job that made this one (the parts of a sharded audit name their planning job).
+    pub parent_id: Option<String>,
+    /// Jobs that belong together (a sharded audit's parts, under the audit's id).
+    pub group_id: Option<String>,
+    /// Not claimed until every job of this group has succeeded (a sharded audit's merge).
+    pub after_group: Option<String>,
 }
 
 impl NewJob {
@@ -68,6 +78,32 @@ impl NewJob {
             args,
             created_by: None,
             max_attempts: 3,
+            needs_gpu: false,
+            needs_memory_bytes: 0,
+            parent_id: None,
+            group_id: None,
+            after_group: None,
+        }
+    }
+}
+
+/// What a claiming worker offers: the kinds it runs, its GPUs and its memory. A job is handed only to a
+/// worker that meets its needs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Capacity {
+    /// Kinds the worker runs (any when empty).
+    pub kinds: Vec<String>,
+    pub gpus: i64,
+    pub memory_bytes: i64,
+}
+
+impl Capacity {
+    /// Any job of these kinds, whatever it needs (tests and single-host tools).
+    pub fn unlimited(kinds: &[&str]) -> Capacity {
+        Capacity {
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            gpus: i64::MAX,
+            memory_bytes: i64::MAX,
         }
     }
 }
@@ -91,11 +127,17 @@ pub struct Job {
     pub claimed_at: Option<i64>,
     pub heartbeat_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub needs_gpu: bool,
+    pub needs_memory_bytes: i64,
+    pub parent_id: Option<String>,
+    pub group_id: Option<String>,
+    pub after_group: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, kind, args, state, progress, message, owner, attempts, max_attempts, result, error, \
-                       created_by, created_at, updated_at, claimed_at, heartbeat_at, finished_at";
+     created_by, created_at, updated_at, claimed_at, heartbeat_at, finished_at, needs_gpu, \
+     needs_memory_bytes, parent_id, group_id, after_group";
 
 fn json_column(row: &AnyRow, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
     let text: Option<String> = row.try_get(name).map_err(StoreError::query("reading a job"))?;
@@ -130,6 +172,11 @@ impl Job {
             claimed_at: row.try_get("claimed_at").map_err(q())?,
             heartbeat_at: row.try_get("heartbeat_at").map_err(q())?,
             finished_at: row.try_get("finished_at").map_err(q())?,
+            needs_gpu: row.try_get::<i64, _>("needs_gpu").map_err(q())? != 0,
+            needs_memory_bytes: row.try_get("needs_memory_bytes").map_err(q())?,
+            parent_id: row.try_get("parent_id").map_err(q())?,
+            group_id: row.try_get("group_id").map_err(q())?,
+            after_group: row.try_get("after_group").map_err(q())?,
         })
     }
 }
@@ -154,22 +201,60 @@ impl<'a> Jobs<'a> {
     }
 
     pub async fn enqueue(&self, job: &NewJob) -> Result<String, StoreError> {
-        let id = new_id("job");
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::query("enqueueing a job"))?;
+        insert(&mut conn, job).await
+    }
+
+    /// Queues the jobs another job made (a sharded audit's parts and merge) and marks that job succeeded
+    /// with `result`, in one transaction: a planning job that dies half way leaves no parts behind, and
+    /// one whose lease lapsed cannot add any.
+    pub async fn spawn_and_succeed(
+        &self,
+        id: &str,
+        worker: &str,
+        children: &[NewJob],
+        result: &serde_json::Value,
+    ) -> Result<Vec<String>, StoreError> {
+        let q = || StoreError::query("queueing a job's parts");
+        let mut tx = self.store.pool().begin().await.map_err(q())?;
         let now = now_ms();
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, args, state, progress, attempts, max_attempts, created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6, $6)",
+        let done = sqlx::query(
+            "UPDATE jobs SET progress = 1, state = 'succeeded', result = $1, finished_at = $2, updated_at = $2 \
+             WHERE id = $3 AND owner = $4 AND state = 'running'",
         )
-        .bind(&id)
-        .bind(&job.kind)
-        .bind(job.args.to_string())
-        .bind(job.max_attempts.max(1))
-        .bind(job.created_by.clone())
+        .bind(result.to_string())
         .bind(now)
-        .execute(self.store.pool())
+        .bind(id)
+        .bind(worker)
+        .execute(&mut *tx)
         .await
-        .map_err(StoreError::query("enqueueing a job"))?;
-        Ok(id)
+        .map_err(q())?;
+        self.held(done.rows_affected(), id, worker)?;
+        let mut ids = Vec::with_capacity(children.len());
+        for child in children {
+            let mut child = child.clone();
+            child.parent_id = Some(id.to_string());
+            ids.push(insert(&mut tx, &child).await?);
+        }
+        tx.commit().await.map_err(q())?;
+        Ok(ids)
+    }
+
+    /// The jobs of a group, oldest first.
+    pub async fn group(&self, group_id: &str) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE group_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(group_id)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(StoreError::query("reading a job group"))?;
+        rows.iter().map(Job::from_row).collect()
     }
 
     pub async fn get(&self, id: &str) -> Result<Job, StoreError> {
@@ -194,30 +279,45 @@ impl<'a> Jobs<'a> {
         rows.iter().map(Job::from_row).collect()
     }
 
-    /// Atomically takes the oldest queued job of one of `kinds` (any kind when empty) for `worker`.
+    /// Atomically takes the oldest queued job of one of `kinds` (any kind when empty) for `worker`,
+    /// whatever the job needs.
     pub async fn claim(&self, worker: &str, kinds: &[&str]) -> Result<Option<Job>, StoreError> {
+        self.claim_for(worker, &Capacity::unlimited(kinds)).await
+    }
+
+    /// Atomically takes the oldest queued job that `capacity` can run: one of its kinds, needing no GPU
+    /// unless it has one, no more memory than it has, and not waiting for a group that is unfinished.
+    pub async fn claim_for(&self, worker: &str, capacity: &Capacity) -> Result<Option<Job>, StoreError> {
         let now = now_ms();
-        // $1 worker, $2 now, $3.. kinds.
-        let kind_filter = if kinds.is_empty() {
+        // $1 worker, $2 now, $3 gpus, $4 memory, $5.. kinds.
+        let kind_filter = if capacity.kinds.is_empty() {
             String::new()
         } else {
-            let marks: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 3)).collect();
-            format!(" AND kind IN ({})", marks.join(", "))
+            let marks: Vec<String> = (0..capacity.kinds.len()).map(|i| format!("${}", i + 5)).collect();
+            format!(" AND j.kind IN ({})", marks.join(", "))
         };
         let lock = match self.store.engine() {
-            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+            Engine::Postgres => " FOR UPDATE OF j SKIP LOCKED",
             Engine::Sqlite => "",
         };
+        // A merge waits for its group; a group member that is still queued or running blocks it.
         let sql = format!(
             "UPDATE jobs SET state = 'running', owner = $1, attempts = attempts + 1, claimed_at = $2, \
              heartbeat_at = $2, updated_at = $2 \
-             WHERE state = 'queued' AND id = (SELECT id FROM jobs WHERE state = 'queued'{kind_filter} \
-             ORDER BY created_at, id LIMIT 1{lock}) \
+             WHERE state = 'queued' AND id = (SELECT j.id FROM jobs j WHERE j.state = 'queued'{kind_filter} \
+             AND (j.needs_gpu = 0 OR $3 > 0) AND j.needs_memory_bytes <= $4 \
+             AND (j.after_group IS NULL OR NOT EXISTS (SELECT 1 FROM jobs g \
+                  WHERE g.group_id = j.after_group AND g.state <> 'succeeded')) \
+             ORDER BY j.created_at, j.id LIMIT 1{lock}) \
              RETURNING {COLUMNS}"
         );
-        let mut query = sqlx::query(&sql).bind(worker).bind(now);
-        for kind in kinds {
-            query = query.bind(*kind);
+        let mut query = sqlx::query(&sql)
+            .bind(worker)
+            .bind(now)
+            .bind(capacity.gpus)
+            .bind(capacity.memory_bytes);
+        for kind in &capacity.kinds {
+            query = query.bind(kind.as_str());
         }
         let row = query
             .fetch_optional(self.store.pool())
@@ -297,6 +397,18 @@ impl<'a> Jobs<'a> {
         self.held(done.rows_affected(), id, worker)
     }
 
+    /// Whether `worker` still holds job `id` (a fencing check before writing shared files).
+    pub async fn holds(&self, id: &str, worker: &str) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 AS held FROM jobs WHERE id = $1 AND owner = $2 AND state = 'running'")
+                .bind(id)
+                .bind(worker)
+                .fetch_optional(self.store.pool())
+                .await
+                .map_err(StoreError::query("checking a job's lease"))?;
+        Ok(row.is_some())
+    }
+
     fn held(&self, rows: u64, id: &str, worker: &str) -> Result<(), StoreError> {
         if rows == 1 {
             Ok(())
@@ -326,6 +438,33 @@ impl<'a> Jobs<'a> {
         .map_err(StoreError::query("handing back a stopping worker's jobs"))?;
         rows.iter()
             .map(|r| r.try_get("id").map_err(StoreError::query("reading a job")))
+            .collect()
+    }
+
+    /// Fails every queued job waiting for a group in which a job failed or was cancelled (its merge can
+    /// never run), naming that job; returns the failed waiters with their group.
+    pub async fn fail_orphans(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'failed', finished_at = $1, updated_at = $1, \
+             error = 'a job it waits for ended without success: ' || (SELECT MIN(g.id) FROM jobs g \
+                 WHERE g.group_id = jobs.after_group AND g.state IN ('failed', 'cancelled')) \
+             WHERE state = 'queued' AND after_group IS NOT NULL AND EXISTS (SELECT 1 FROM jobs g \
+                 WHERE g.group_id = jobs.after_group AND g.state IN ('failed', 'cancelled')) \
+             RETURNING id, after_group",
+        )
+        .bind(now)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(StoreError::query("failing jobs whose group failed"))?;
+        rows.iter()
+            .map(|r| {
+                let q = || StoreError::query("reading a job");
+                Ok((
+                    r.try_get("id").map_err(q())?,
+                    r.try_get("after_group").map_err(q())?,
+                ))
+            })
             .collect()
     }
 
@@ -370,4 +509,30 @@ impl<'a> Jobs<'a> {
         }
         Ok(out)
     }
+}
+
+/// Inserts a queued job on `conn` (a pool connection or a transaction).
+async fn insert(conn: &mut sqlx::AnyConnection, job: &NewJob) -> Result<String, StoreError> {
+    let id = new_id("job");
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, args, state, progress, attempts, max_attempts, created_by, created_at, \
+         updated_at, needs_gpu, needs_memory_bytes, parent_id, group_id, after_group) \
+         VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&id)
+    .bind(&job.kind)
+    .bind(job.args.to_string())
+    .bind(job.max_attempts.max(1))
+    .bind(job.created_by.clone())
+    .bind(now)
+    .bind(i64::from(job.needs_gpu))
+    .bind(job.needs_memory_bytes.max(0))
+    .bind(job.parent_id.clone())
+    .bind(job.group_id.clone())
+    .bind(job.after_group.clone())
+    .execute(conn)
+    .await
+    .map_err(StoreError::query("enqueueing a job"))?;
+    Ok(id)
 }

@@ -12,6 +12,7 @@ pub mod releases;
 pub mod runs;
 pub mod sessions;
 pub mod users;
+pub mod workers;
 
 use std::path::Path;
 use std::sync::Once;
@@ -23,11 +24,13 @@ use sqlx::{AnyPool, Connection, Executor, Row};
 pub use audits::{AuditRow, Audits};
 pub use corpora::{Corpora, CorpusRow, DataKeyRow};
 pub use gates::{GateDecision, Gates};
+pub use jobs::Capacity;
 pub use jobs::{Job, JobState, Jobs, NewJob};
 pub use releases::{ReleaseRow, Releases, ReviewOutcome, ReviewRow};
 pub use runs::{CheckpointRow, MetricRow, RunRow, Runs};
 pub use sessions::{SessionRow, Sessions};
 pub use users::{Role, User, Users};
+pub use workers::{WorkerRow, Workers};
 
 /// The migrations, embedded at build time so the binary carries its schema.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -253,6 +256,10 @@ impl Store {
 
     pub fn sessions(&self) -> Sessions<'_> {
         Sessions::new(self)
+    }
+
+    pub fn workers(&self) -> Workers<'_> {
+        Workers::new(self)
     }
 
     pub fn ledger(&self) -> ledger::Ledger<'_> {

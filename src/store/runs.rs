@@ -223,10 +223,15 @@ impl<'a> Runs<'a> {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::query("replacing a metric"))?;
+            // Not a cached prepared statement: sqlx 0.8's Any driver sends a missing `f64` as a
+            // PostgreSQL `float4` NULL, and a statement first prepared that way then refuses the
+            // 8-byte value of a later row ("incorrect binary data format in bind parameter"). Prepared
+            // afresh, each execution's parameter types are its own.
             sqlx::query(
                 "INSERT INTO run_metrics (run_id, kind, step, epoch, train_loss, val_loss, lr, grad_norm, tokens_per_s, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
+            .persistent(false)
             .bind(run_id)
             .bind(&m.kind)
             .bind(m.step)

@@ -164,8 +164,15 @@ pub fn role(step: u64) -> String {
     format!("checkpoint-{step:09}")
 }
 
-pub fn file_name(step: u64) -> String {
-    format!("{}.sealed", role(step))
+/// The file of a checkpoint written by one training session (`tag`): several hosts may share the
+/// storage root, and a session that lost its run's lock must never overwrite a file the current holder
+/// recorded, so each session names its own files.
+pub fn file_name(step: u64, tag: &str) -> String {
+    if tag.is_empty() {
+        format!("{}.sealed", role(step))
+    } else {
+        format!("{}-{tag}.sealed", role(step))
+    }
 }
 
 /// A checkpoint file as written.
@@ -177,17 +184,19 @@ pub struct Written {
     pub bytes: u64,
 }
 
-/// Seals `bytes` into `dir/checkpoint-<step>.sealed` atomically. On any failure (a full disk included)
+/// Seals `bytes` into `dir/checkpoint-<step>-<tag>.sealed` atomically. On any failure (a full disk included)
 /// the temporary file is removed and every earlier checkpoint is left as it was.
+#[allow(clippy::too_many_arguments)]
 pub fn write_sealed(
     dir: &Path,
     run_id: &str,
     step: u64,
     key: &DataKey,
     key_id: &str,
+    tag: &str,
     bytes: &[u8],
 ) -> Result<Written, TrainError> {
-    let file = file_name(step);
+    let file = file_name(step, tag);
     let path = dir.join(&file);
     let tmp_name = format!(".{file}.tmp");
     let tmp = dir.join(&tmp_name);

@@ -272,6 +272,9 @@ pub struct RunContext<'a> {
     pub resume: Option<Vec<u8>>,
     /// Steps to run in this call before returning (tests and benchmarks); `None` to the end.
     pub max_steps: Option<u64>,
+    /// Names this session's checkpoint files apart from any other session's (see
+    /// [`checkpoint::file_name`]).
+    pub file_tag: String,
 }
 
 /// The outcome of [`train`].
@@ -490,8 +493,15 @@ pub fn train(
         if state.step % cfg.checkpoint_every == 0 || state.step == cfg.total_steps || state.step == stop_at {
             let weights = model_vars(&model);
             let bytes = checkpoint::encode(&weights, &opt.state(), &state, &config_json)?;
-            let written =
-                checkpoint::write_sealed(&ctx.dir, &ctx.run_id, state.step, ctx.key, &ctx.key_id, &bytes)?;
+            let written = checkpoint::write_sealed(
+                &ctx.dir,
+                &ctx.run_id,
+                state.step,
+                ctx.key,
+                &ctx.key_id,
+                &ctx.file_tag,
+                &bytes,
+            )?;
             on_event(Event::Checkpoint {
                 step: state.step,
                 file: written.file,

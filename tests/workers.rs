@@ -1,0 +1,268 @@
+//! Growth past one machine, against the real PostgreSQL: several `lethe worker` processes share one
+//! queue and one storage root; a worker killed with SIGKILL mid-job has its job finished by another; a
+//! sharded audit spread over the workers merges into the report one process produces.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{lethe, ok, TestDb, AUDITABLE, MICRO};
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn worker(data: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--json", "worker", "--lease-s", "10", "--poll-s", "1"])
+        .env_remove("LETHE_DATABASE_URL")
+        .env_remove("LETHE_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a worker")
+}
+
+fn jobs(data: &Path) -> Vec<serde_json::Value> {
+    json(&ok(lethe(data, &["--json", "jobs", "list", "--limit", "500"])))
+        .as_array()
+        .expect("a list")
+        .clone()
+}
+
+/// The report without wall-clock seconds, which add up the pieces' time when sharded.
+fn figures(mut report: serde_json::Value) -> serde_json::Value {
+    report.as_object_mut().expect("an object").remove("seconds");
+    report
+}
+
+fn audit_params(dir: &Path) -> String {
+    let p = dir.join("params.json");
+    std::fs::write(
+        &p,
+        r#"{"extraction_samples": 12, "prefix_tokens": 16, "suffix_tokens": 16, "regurgitation_samples": 6,
+            "regurgitation_length": 24, "min_tokens": 8, "canary_candidates": 20, "canary_mc_samples": 2,
+            "membership_docs": 6, "membership_window": 32, "membership_mc_samples": 2, "bootstrap": 20,
+            "evidence_examples": 3, "seed": 5, "shards": 3}"#,
+    )
+    .unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn three_workers_forty_jobs_one_killed_every_job_ends_once_and_the_sharded_audit_matches() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(TestDb::postgres());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(lethe(&data, &["init", "--database-url", &db.url]));
+    let input = tmp.path().join("in");
+    ok(lethe(
+        &data,
+        &[
+            "corpus",
+            "synth",
+            "--out",
+            input.to_str().unwrap(),
+            "--docs",
+            "60",
+            "--seed",
+            "5",
+        ],
+    ));
+    // Small sealed shards, so the corpus spans many files like a large one does.
+    let mut ingest = vec!["corpus", "ingest", "--name", "kb", "--shard-tokens", "2048"];
+    ingest.extend_from_slice(AUDITABLE);
+    ingest.push(input.to_str().unwrap());
+    ok(lethe(&data, &ingest));
+    let run = common::micro_run(&data, &[]);
+    let params = audit_params(tmp.path());
+
+    // What one process produces: the same audit in the foreground.
+    let single = json(&ok(lethe(
+        &data,
+        &["--json", "audit", "--run", &run, "--params", &params],
+    )));
+
+    // Forty jobs: a long training run first (the one whose worker is killed), a sharded audit, and
+    // thirty-eight short training runs.
+    let queue_train = |extra: &[&str]| -> String {
+        let mut args = vec!["--json", "train", "--queue", "--corpus", "kb"];
+        args.extend_from_slice(MICRO);
+        args.extend_from_slice(extra);
+        json(&ok(lethe(&data, &args)))["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let long = queue_train(&["--epochs", "4", "--checkpoint-every", "25"]);
+    let audit_job = json(&ok(lethe(
+        &data,
+        &["--json", "audit", "--run", &run, "--params", &params, "--queue"],
+    )))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut queued = vec![long.clone(), audit_job.clone()];
+    for _ in 0..38 {
+        queued.push(queue_train(&["--epochs", "1", "--max-steps", "3"]));
+    }
+
+    let mut workers: Vec<Option<Child>> = (0..3).map(|_| Some(worker(&data))).collect();
+
+    // Once the long run has written a checkpoint, its worker is killed without warning.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let killed_pid = loop {
+        assert!(Instant::now() < deadline, "the long run never wrote a checkpoint");
+        let runs = json(&ok(lethe(&data, &["--json", "runs", "list"])));
+        let started = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["job_id"] == long.as_str() && r["step"].as_i64().unwrap_or(0) >= 25);
+        if started.is_some() {
+            let job = json(&ok(lethe(&data, &["--json", "jobs", "show", &long])));
+            assert_eq!(job["state"], "running");
+            let owner = job["owner"].as_str().unwrap().to_string();
+            // Worker names are host-pid-suffix.
+            let pid: u32 = owner.rsplit('-').nth(1).unwrap().parse().unwrap();
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let slot = workers
+        .iter()
+        .position(|w| w.as_ref().is_some_and(|c| c.id() == killed_pid))
+        .expect("the long job's owner is one of our workers");
+    let mut victim = workers[slot].take().unwrap();
+    victim.kill().unwrap(); // SIGKILL
+    victim.wait().unwrap();
+
+    // Every job, the sharded audit's pieces included, ends.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let all = loop {
+        let all = jobs(&data);
+        let open = all
+            .iter()
+            .filter(|j| j["state"] == "queued" || j["state"] == "running")
+            .count();
+        if open == 0 && all.len() >= 40 {
+            break all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} job(s) never finished: {:#?}",
+            all.iter()
+                .filter(|j| j["state"] == "queued" || j["state"] == "running")
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut reports = Vec::new();
+    for w in workers.into_iter().flatten() {
+        let pid = w.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        reports.push(json(&out));
+    }
+
+    // Every job succeeded, exactly once: no job is in two workers' lists, and a job in none was
+    // finished by the killed worker before it died, on its first attempt.
+    let by_id: BTreeMap<String, &serde_json::Value> = all
+        .iter()
+        .map(|j| (j["id"].as_str().unwrap().to_string(), j))
+        .collect();
+    for q in &queued {
+        assert!(by_id.contains_key(q), "job {q} is listed");
+    }
+    assert_eq!(
+        all.len(),
+        40 + 3 + 2,
+        "40 queued, and the audit's 3 shards, scores and merge"
+    );
+    let mut finished_by: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(r["failed"], serde_json::json!([]), "worker {i} failed nothing");
+        for id in r["succeeded"].as_array().unwrap() {
+            let id = id.as_str().unwrap().to_string();
+            assert!(
+                finished_by.insert(id.clone(), i).is_none(),
+                "job {id} finished twice"
+            );
+        }
+    }
+    let survivors: BTreeSet<String> = reports
+        .iter()
+        .map(|r| r["worker"].as_str().unwrap().to_string())
+        .collect();
+    for j in &all {
+        let id = j["id"].as_str().unwrap();
+        assert_eq!(j["state"], "succeeded", "job {id}: {j:#}");
+        let owner = j["owner"].as_str().unwrap();
+        if finished_by.contains_key(id) {
+            assert!(survivors.contains(owner));
+        } else {
+            assert!(
+                !survivors.contains(owner),
+                "job {id} finished by the killed worker"
+            );
+            assert_eq!(j["attempts"], 1);
+        }
+    }
+    // The killed worker's job went to another worker and continued the same run.
+    let long_job = by_id[&long];
+    assert_eq!(long_job["attempts"], 2);
+    assert!(survivors.contains(long_job["owner"].as_str().unwrap()));
+    let runs = json(&ok(lethe(&data, &["--json", "runs", "list"])));
+    let long_runs: Vec<_> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["job_id"] == long.as_str())
+        .collect();
+    assert_eq!(long_runs.len(), 1, "one run for the job, resumed, not restarted");
+    assert_eq!(long_runs[0]["state"], "succeeded");
+    // Every training job made exactly one run.
+    for q in &queued[2..] {
+        let n = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["job_id"] == q.as_str())
+            .count();
+        assert_eq!(n, 1, "job {q} made {n} runs");
+    }
+
+    // The sharded audit: pieces under the planning job, merged into the single-process report.
+    let pieces: Vec<_> = all
+        .iter()
+        .filter(|j| j["parent_id"] == audit_job.as_str())
+        .collect();
+    assert_eq!(pieces.len(), 5);
+    let audit_id = by_id[&audit_job]["result"]["audit"].as_str().unwrap().to_string();
+    let shown = json(&ok(lethe(&data, &["--json", "audit", "show", &audit_id])));
+    assert_eq!(shown["state"], "succeeded");
+    assert_eq!(
+        figures(shown["report"].clone()),
+        figures(single["report"].clone()),
+        "the merged audit equals the single-process audit"
+    );
+    let owners: BTreeSet<&str> = pieces.iter().map(|j| j["owner"].as_str().unwrap()).collect();
+    eprintln!("the audit's pieces ran on {} worker(s)", owners.len());
+
+    // The workers registered what they offer.
+    let registered = json(&ok(lethe(&data, &["--json", "workers", "--all"])));
+    assert_eq!(registered.as_array().unwrap().len(), 3);
+    for w in registered.as_array().unwrap() {
+        assert_eq!(w["gpus"], 0);
+        assert!(w["memory_bytes"].as_i64().unwrap() > 0);
+    }
+    rt.block_on(db.cleanup());
+}
