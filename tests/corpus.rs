@@ -159,6 +159,16 @@ fn ingest_seals_everything_and_reads_back_exactly() {
         let train = sealed.documents(Split::Train, 2).count();
         assert_eq!(train + holdout, 150);
         assert_eq!(sealed.documents(Split::Holdout, 2).count(), holdout);
+        // A range reads exactly its documents, whichever shards they span.
+        let all: Vec<_> = sealed.documents(Split::Train, 2).map(Result::unwrap).collect();
+        for range in [0..1, 37..90, 149..400, 60..60, 0..u32::MAX] {
+            let got: Vec<_> = sealed
+                .documents_in(Split::Train, range.clone(), 2)
+                .map(Result::unwrap)
+                .collect();
+            let want: Vec<_> = all.iter().filter(|d| range.contains(&d.index)).cloned().collect();
+            assert_eq!(got, want, "documents {range:?}");
+        }
     });
 }
 

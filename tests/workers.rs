@@ -266,3 +266,52 @@ fn three_workers_forty_jobs_one_killed_every_job_ends_once_and_the_sharded_audit
     }
     rt.block_on(db.cleanup());
 }
+
+/// One writer per run: while a process trains a run, another process (here or on another host sharing
+/// the storage) cannot resume it; once that process is gone, it can, at once.
+#[test]
+fn a_run_being_trained_cannot_be_resumed_elsewhere_until_its_trainer_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = common::ingested(tmp.path(), 60, 5, &["--vocab", "512", "--holdout", "0.1"]);
+    let mut args = vec![
+        "train",
+        "--corpus",
+        "kb",
+        "--epochs",
+        "6",
+        "--checkpoint-every",
+        "5",
+    ];
+    args.extend_from_slice(MICRO);
+    let mut trainer = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        let runs = json(&ok(lethe(&data, &["--json", "runs", "list"])));
+        if let Some(r) = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["step"].as_i64().unwrap_or(0) >= 5)
+        {
+            break r["id"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let o = lethe(&data, &["train", "--resume", &run]);
+    common::fails_last_line_with(&o, "is being trained by");
+    trainer.kill().unwrap();
+    trainer.wait().unwrap();
+    let resumed = json(&ok(lethe(
+        &data,
+        &["--json", "train", "--resume", &run, "--max-steps", "5"],
+    )));
+    assert_eq!(resumed["run_id"], run.as_str());
+}

@@ -184,9 +184,28 @@ impl AuditModel for TorchModel {
 pub(super) type Docs = Vec<(u32, Vec<u32>)>;
 
 pub(super) fn load_documents(sealed: &SealedCorpus, cap: Option<u64>) -> anyhow::Result<(Docs, Docs)> {
+    load_documents_in(sealed, cap, 0..u32::MAX)
+}
+
+/// [`load_documents`] for the documents whose index lies in `range` only, decrypting only the shards
+/// that hold them; the cap is applied as if every earlier document had been read.
+pub(super) fn load_documents_in(
+    sealed: &SealedCorpus,
+    cap: Option<u64>,
+    range: std::ops::Range<u32>,
+) -> anyhow::Result<(Docs, Docs)> {
     let (mut train, mut holdout) = (Vec::new(), Vec::new());
-    let mut packed = 0u64;
-    for doc in sealed.documents(Split::All, 2) {
+    // Training tokens packed before the range, from the manifest (once past the cap, more changes
+    // nothing).
+    let mut packed: u64 = sealed
+        .manifest
+        .documents
+        .iter()
+        .take(range.start as usize)
+        .filter(|d| !d.holdout)
+        .map(|d| u64::from(d.tokens) + 2)
+        .sum();
+    for doc in sealed.documents_in(Split::All, range, 2) {
         let doc = doc?;
         if doc.holdout {
             holdout.push((doc.index, doc.tokens));

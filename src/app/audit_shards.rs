@@ -12,7 +12,8 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{
-    blocking_with_progress, load_documents, running_audit, AuditOutcome, AuditRequest, TorchModel,
+    blocking_with_progress, load_documents, load_documents_in, running_audit, AuditOutcome, AuditRequest,
+    TorchModel,
 };
 use super::App;
 use crate::audit::shards::{self, Plan, Scores, ShardOutput};
@@ -221,11 +222,7 @@ impl App {
         let (_, sealed) = self.run_corpus(&run).await?;
         let cap = cfg.unique_tokens;
         let docs = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let (train, _) = load_documents(&sealed, cap)?;
-            Ok(train
-                .into_iter()
-                .filter(|(d, _)| range.holds(*d))
-                .collect::<Vec<_>>())
+            Ok(load_documents_in(&sealed, cap, range.first..range.end)?.0)
         })
         .await
         .context("reading the corpus was interrupted")??;

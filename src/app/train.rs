@@ -51,7 +51,22 @@ impl RunLock {
             None => (format!("{}-{}-{tag}", host.trim(), std::process::id()), None),
         };
         let name = format!("run:{run_id}");
-        if let Some(other) = app.store.workers().lock(&name, &holder, RUN_LOCK_MS).await? {
+        let mut refused = app.store.workers().lock(&name, &holder, RUN_LOCK_MS).await?;
+        // A process of this host that holds the lock but no longer runs (killed, crashed) is known to
+        // be gone: `lethe train --resume` after a `kill -9` need not wait for its lock to lapse.
+        if let Some(other) = refused.clone() {
+            if dead_here(&other, host.trim())
+                && app
+                    .store
+                    .workers()
+                    .take_over(&name, &other, &holder, RUN_LOCK_MS)
+                    .await?
+            {
+                tracing::warn!("took run {run_id}'s lock over from {other}, which no longer runs");
+                refused = None;
+            }
+        }
+        if let Some(other) = refused {
             anyhow::bail!(
                 "run {run_id} is being trained by {other}; wait for it to stop (or for its lock to lapse, \
                  {} s after it dies)",
@@ -134,6 +149,23 @@ impl RunLock {
         if let Err(e) = app.store.workers().unlock(&self.name, &self.holder).await {
             tracing::warn!("cannot release the lock {}: {e}", self.name);
         }
+    }
+}
+
+/// Whether a lock holder named `host-pid-tag` ran on this host in a process that is gone (or is now some
+/// other program under a reused pid).
+fn dead_here(holder: &str, host: &str) -> bool {
+    let mut parts = holder.rsplitn(3, '-');
+    let (_tag, pid, on) = (parts.next(), parts.next(), parts.next());
+    let (Some(pid), Some(on)) = (pid.and_then(|p| p.parse::<u32>().ok()), on) else {
+        return false;
+    };
+    if on != host || pid == std::process::id() {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => !String::from_utf8_lossy(&cmd).contains("lethe"),
+        Err(_) => true,
     }
 }
 

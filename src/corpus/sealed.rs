@@ -343,7 +343,30 @@ impl SealedCorpus {
             pending: VecDeque::new(),
             current: Vec::new().into_iter(),
             failed: false,
+            range: 0..u32::MAX,
         }
+    }
+
+    /// Streams the documents of `split` whose index lies in `range`, in corpus order, decrypting only
+    /// the shards that hold them (a sharded audit's piece reads its own part of the corpus).
+    pub fn documents_in(&self, split: Split, range: std::ops::Range<u32>, threads: usize) -> DocIter {
+        let mut it = self.documents(split, threads);
+        let shards = self
+            .manifest
+            .documents
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| range.contains(&(*i as u32)))
+            .map(|(_, d)| d.shard);
+        let (lo, hi) = shards.fold((u32::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s + 1)));
+        if lo == u32::MAX {
+            it.shards = 0;
+        } else {
+            it.next_shard = lo;
+            it.shards = hi.min(it.shards);
+        }
+        it.range = range;
+        it
     }
 
     /// Authenticates every segment of every file and checks each against the manifest. The first
@@ -475,6 +498,8 @@ pub struct DocIter {
     pending: VecDeque<Receiver<Result<Vec<Doc>, CorpusError>>>,
     current: std::vec::IntoIter<Doc>,
     failed: bool,
+    /// Document indices wanted.
+    range: std::ops::Range<u32>,
 }
 
 impl DocIter {
@@ -506,7 +531,7 @@ impl Iterator for DocIter {
         }
         loop {
             for doc in self.current.by_ref() {
-                if self.split.wants(doc.holdout) {
+                if self.split.wants(doc.holdout) && self.range.contains(&doc.index) {
                     return Some(Ok(doc));
                 }
             }

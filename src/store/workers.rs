@@ -159,6 +159,30 @@ impl<'a> Workers<'a> {
         }))
     }
 
+    /// Takes lock `name` from `from` (a holder known to be dead) for `holder`; false when `from` no
+    /// longer holds it.
+    pub async fn take_over(
+        &self,
+        name: &str,
+        from: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE locks SET holder = $1, acquired_at = $2, expires_at = $3 WHERE name = $4 AND holder = $5",
+        )
+        .bind(holder)
+        .bind(now)
+        .bind(now + ttl_ms)
+        .bind(name)
+        .bind(from)
+        .execute(self.store.pool())
+        .await
+        .map_err(StoreError::query("taking over a lock"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Releases lock `name` if `holder` holds it.
     pub async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
