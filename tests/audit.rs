@@ -158,6 +158,17 @@ fn auditing_a_tampered_checkpoint_or_unknown_run_is_refused() {
         ),
         "more than the model's context of 64",
     );
+    for n in ["0", "257"] {
+        fails_with(
+            &lethe(&data, &["audit", "--run", &run, "--shards", n]),
+            "shards: must be between 1 and 256",
+        );
+        fails_with(
+            &lethe(&data, &["audit", "--run", &run, "--shards", n, "--queue"]),
+            "shards: must be between 1 and 256",
+        );
+    }
+    fails_with(&lethe(&data, &["audit", "--run", &run, "--gpu"]), "--queue");
 
     let dir = data.join("runs").join(&run);
     let mut ckpts: Vec<PathBuf> = std::fs::read_dir(&dir)

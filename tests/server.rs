@@ -224,6 +224,7 @@ const API_RULES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/jobs", "admin operator reviewer auditor"),
     ("GET", "/api/v1/jobs/events", "admin operator reviewer auditor"),
     ("GET", "/api/v1/jobs/{id}", "admin operator reviewer auditor"),
+    ("GET", "/api/v1/workers", "admin operator reviewer auditor"),
     ("GET", "/api/v1/ledger", "admin auditor reviewer"),
     ("GET", "/api/v1/ledger/verify", "admin auditor reviewer"),
     ("GET", "/api/v1/keys", "admin"),

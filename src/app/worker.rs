@@ -27,6 +27,9 @@ pub const KINDS: &[&str] = &["train", "audit", SHARD_KIND, SCORES_KIND, MERGE_KI
 /// How long a running job may go without a heartbeat before another worker may take it, by default.
 pub const LEASE_MS: i64 = 60_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A worker not seen for this long is not listed as live (it polls every few seconds when idle and
+/// heartbeats every five while it runs a job).
+const LIVE_MS: i64 = 120_000;
 /// Memory every job needs besides its data: libtorch, the runtime, buffers.
 const BASE_MEMORY: i64 = 512 << 20;
 
@@ -180,6 +183,15 @@ impl Drop for Heartbeat {
 }
 
 impl App {
+    /// Workers seen in the last two minutes that have not stopped, newest first.
+    pub async fn live_workers(&self) -> anyhow::Result<Vec<WorkerRow>> {
+        Ok(self
+            .store
+            .workers()
+            .live(crate::store::now_ms() - LIVE_MS)
+            .await?)
+    }
+
     /// Queues a training run; a worker runs it.
     pub async fn enqueue_train(&self, req: &TrainRequest) -> anyhow::Result<String> {
         // Fail now, not in the worker, on what can be checked without training.

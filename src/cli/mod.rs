@@ -170,7 +170,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
     /// Queued: only a worker with a GPU may run it.
-    #[arg(long, requires = "queue")]
+    #[arg(long)]
     gpu: bool,
 }
 
@@ -377,7 +377,7 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     queue: bool,
     /// Queued: only a worker with a GPU may run it.
-    #[arg(long, requires = "queue")]
+    #[arg(long)]
     gpu: bool,
 }
 
@@ -715,8 +715,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let rows = if *all {
                 app.store.workers().list(1000).await?
             } else {
-                // Live: seen within two minutes and not stopped.
-                app.store.workers().live(crate::store::now_ms() - 120_000).await?
+                app.live_workers().await?
             };
             emit(cli.json, &rows, || {
                 let mut out = format!(
@@ -1162,6 +1161,9 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
             unique_tokens: a.unique_tokens,
             ..Default::default()
         };
+        if a.gpu && !a.queue {
+            anyhow::bail!("--gpu chooses which workers may run queued work: add --queue (training in the foreground uses the GPU when there is one)");
+        }
         let req = app::train::TrainRequest {
             corpus: a.corpus.clone().unwrap_or_default(),
             spec,
@@ -1348,6 +1350,9 @@ async fn audit(cli: &Cli, globals: &Globals, a: &AuditArgs) -> anyhow::Result<()
                 }
                 None => params,
             };
+            if a.gpu && !a.queue {
+                anyhow::bail!("--gpu chooses which workers may run queued work: add --queue");
+            }
             let mut req = app::audit::AuditRequest {
                 run: run.clone(),
                 quick: a.quick,

@@ -56,6 +56,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/jobs", get(jobs))
         .route("/api/v1/jobs/events", get(job_events))
         .route("/api/v1/jobs/{id}", get(job))
+        .route("/api/v1/workers", get(workers))
         .route("/api/v1/ledger", get(ledger))
         .route("/api/v1/ledger/verify", get(ledger_verify))
         .route("/api/v1/keys", get(keys))
@@ -692,6 +693,11 @@ async fn reset_password(
 async fn jobs(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
     c.require(READ)?;
     Ok(Json(json!(s.app().await.store.jobs().list(100).await?)))
+}
+
+async fn workers(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.live_workers().await?)))
 }
 
 async fn job(State(s): State<AppState>, Signed(c): Signed, Path(id): Path<String>) -> ApiResult<Json<Value>> {

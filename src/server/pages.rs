@@ -368,10 +368,20 @@ async fn dashboard(State(s): State<AppState>, Viewer(c): Viewer) -> Response {
             })
             .collect();
         let jobs = app.store.jobs().list(20).await?;
+        let workers: Vec<Value> = app
+            .live_workers()
+            .await?
+            .iter()
+            .map(|w| {
+                json!({ "name": w.name, "host": w.host, "gpus": w.gpus, "memory": bytes(w.memory_bytes.max(0) as u64),
+                        "seen": when(w.seen_at) })
+            })
+            .collect();
         Ok(render(
             &s,
             "dashboard.html",
-            json!({ "me": me(&c), "corpora": corpora, "runs": runs, "pending": pending, "audits": audits, "jobs": jobs }),
+            json!({ "me": me(&c), "corpora": corpora, "runs": runs, "pending": pending, "audits": audits, "jobs": jobs,
+                    "workers": workers }),
         ))
     })
     .await
@@ -582,7 +592,16 @@ async fn start_audit(
     page(&s, &c, "/", async {
         c.require(OPERATE)?;
         let run = field(&f, "run")?.to_string();
-        let req = api::audit_request(&s, run.clone(), false, &c.user.username);
+        let mut req = api::audit_request(&s, run.clone(), false, &c.user.username);
+        req.gpu = f.get("gpu").is_some_and(|v| v == "on");
+        if let Some(n) = f.get("shards").filter(|v| !v.is_empty()) {
+            let n: usize = n
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("shards must be a whole number, not {n:?}")))?;
+            let mut params = crate::app::audit_shards::request_params(&req);
+            params.shards = n;
+            req.params = Some(params);
+        }
         s.app().await.enqueue_audit(&req).await?;
         Ok(see("/"))
     })

@@ -110,6 +110,7 @@ pub const API: &[Route] = &[
     Route { method: "get", path: "/api/v1/jobs", access: Roles(READ), summary: "The job queue" },
     Route { method: "get", path: "/api/v1/jobs/events", access: Roles(READ), summary: "Server-sent events: the queue's jobs, each time one changes" },
     Route { method: "get", path: "/api/v1/jobs/{id}", access: Roles(READ), summary: "One job" },
+    Route { method: "get", path: "/api/v1/workers", access: Roles(READ), summary: "Live workers and what each can run (GPUs, memory, kinds)" },
     Route { method: "get", path: "/api/v1/ledger", access: Roles(LEDGER), summary: "Ledger entries, optionally ?since=24h or an RFC 3339 time" },
     Route { method: "get", path: "/api/v1/ledger/verify", access: Roles(LEDGER), summary: "Walk the chain and the signed checkpoints" },
     Route { method: "get", path: "/api/v1/keys", access: Roles(ADMIN), summary: "Master key versions and the signing key's public half" },
