@@ -318,3 +318,111 @@ fn parameters_that_cannot_work_are_refused_by_name() {
     .to_string();
     assert!(e.contains("approx_max_edit"), "{e}");
 }
+
+/// Strips what may differ between equal audits cut differently: wall-clock time and the shard count.
+fn figures(mut r: AuditReport) -> AuditReport {
+    r.seconds.clear();
+    r.params.shards = 1;
+    r
+}
+
+#[test]
+fn the_report_and_evidence_do_not_depend_on_the_number_of_shards() {
+    let f = fixture();
+    let corpus = f.corpus();
+    let scanner = secrets::Scanner::new(&[secrets::RulePack::builtin()], None).unwrap();
+    for kind in [ModelKind::Diffusion, ModelKind::Ar] {
+        let model = Oracle {
+            train: &f.train,
+            kind,
+            memorized: true,
+        };
+        let mut results = Vec::new();
+        for shards in [1, 3, 7, 40, 256] {
+            let p = AuditParams { shards, ..params() };
+            let (report, evidence) = run(&model, &corpus, &p, &scanner, &mut |_, _, _| {}).unwrap();
+            results.push((shards, figures(report), evidence));
+        }
+        let (_, first, first_ev) = &results[0];
+        assert!(first.regurgitation.spans > 0 && first.extraction.exact.rate > 0.0);
+        for (shards, report, evidence) in &results[1..] {
+            assert_eq!(report, first, "{kind:?}, {shards} shards");
+            assert_eq!(evidence, first_ev, "{kind:?}, {shards} shards");
+        }
+    }
+}
+
+/// The pieces as separate processes see them: the plan and every output through JSON, the parts run
+/// from the plan alone with only their own documents, merged in reverse order.
+#[test]
+fn pieces_serialized_and_merged_in_any_order_give_the_single_process_report() {
+    let f = fixture();
+    let corpus = f.corpus();
+    let scanner = secrets::Scanner::new(&[secrets::RulePack::builtin()], None).unwrap();
+    let model = Oracle {
+        train: &f.train,
+        kind: ModelKind::Diffusion,
+        memorized: true,
+    };
+    let p = AuditParams {
+        shards: 4,
+        ..params()
+    };
+    let (single, single_ev) = run(&model, &corpus, &p, &scanner, &mut |_, _, _| {}).unwrap();
+
+    let through_json = |v: &dyn erased::Json| v.json();
+    let plan = shards::plan(&model, &corpus, &p, &mut |_, _, _| {}).unwrap();
+    let plan: shards::Plan = serde_json::from_str(&through_json(&plan)).unwrap();
+    assert_eq!(plan.shards.len(), 4);
+    let mut parts = Vec::new();
+    for (k, range) in plan.shards.iter().enumerate().rev() {
+        let docs: Vec<(u32, Vec<u32>)> = f.train.iter().filter(|(d, _)| range.holds(*d)).cloned().collect();
+        let out = shards::run_shard(&model, &plan, k, &docs, &mut |_, _, _| {}).unwrap();
+        parts.push(serde_json::from_str::<shards::ShardOutput>(&through_json(&out)).unwrap());
+    }
+    let scores = shards::run_scores(&model, &corpus, &p, &mut |_, _, _| {}).unwrap();
+    let scores: shards::Scores = serde_json::from_str(&through_json(&scores)).unwrap();
+    let (merged, merged_ev) = shards::merge(
+        &corpus,
+        &plan,
+        parts.clone(),
+        scores.clone(),
+        &scanner,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(figures(merged), figures(single));
+    assert_eq!(merged_ev, single_ev);
+
+    // A missing or doubled part is refused, not merged into a wrong report.
+    let mut short = parts.clone();
+    short.pop();
+    let e = shards::merge(&corpus, &plan, short, scores.clone(), &scanner, &mut |_, _, _| {}).unwrap_err();
+    assert!(
+        e.to_string().contains("one part for each of the 4 shard(s)"),
+        "{e}"
+    );
+    let mut doubled = parts.clone();
+    doubled[0] = parts[1].clone();
+    assert!(shards::merge(&corpus, &plan, doubled, scores, &scanner, &mut |_, _, _| {}).is_err());
+    // A part run on another shard's documents is refused.
+    let wrong: Vec<(u32, Vec<u32>)> = f
+        .train
+        .iter()
+        .filter(|(d, _)| !plan.shards[0].holds(*d))
+        .cloned()
+        .collect();
+    assert!(shards::run_shard(&model, &plan, 0, &wrong, &mut |_, _, _| {}).is_err());
+}
+
+mod erased {
+    /// Serializes any of the pieces to JSON (they are `Serialize`, the trait object needs a method).
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("pieces serialize")
+        }
+    }
+}
