@@ -315,3 +315,95 @@ fn a_run_being_trained_cannot_be_resumed_elsewhere_until_its_trainer_is_gone() {
     )));
     assert_eq!(resumed["run_id"], run.as_str());
 }
+
+/// A worker takes only what it can run, and `lethe jobs show` says why a job waits.
+#[test]
+fn jobs_wait_for_a_worker_that_has_what_they_need_and_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = common::ingested(tmp.path(), 30, 5, &["--vocab", "512", "--holdout", "0.1"]);
+    let mut args = vec![
+        "--json",
+        "train",
+        "--queue",
+        "--gpu",
+        "--corpus",
+        "kb",
+        "--max-steps",
+        "2",
+    ];
+    args.extend_from_slice(MICRO);
+    let gpu_job = json(&ok(lethe(&data, &args)))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = String::from_utf8(ok(lethe(&data, &["jobs", "show", &gpu_job])).stdout).unwrap();
+    assert!(shown.contains("waiting: no worker is running"), "{shown}");
+    let cpu_job = {
+        let mut args = vec!["--json", "train", "--queue", "--corpus", "kb", "--max-steps", "2"];
+        args.extend_from_slice(MICRO);
+        json(&ok(lethe(&data, &args)))["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // A CPU worker offering 0.1 GiB: too little for either job.
+    let mut small = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--json", "worker", "--memory-gb", "0.1", "--poll-s", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while json(&ok(lethe(&data, &["--json", "workers"])))
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the worker never registered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let shown = String::from_utf8(ok(lethe(&data, &["jobs", "show", &gpu_job])).stdout).unwrap();
+    assert!(
+        shown.contains("none of the 1 live worker(s) can run it (it needs a GPU and"),
+        "{shown}"
+    );
+    let shown = String::from_utf8(ok(lethe(&data, &["jobs", "show", &cpu_job])).stdout).unwrap();
+    assert!(
+        shown.contains("GiB of memory): 0 with a GPU, the largest offers 0.1 GiB"),
+        "{shown}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &small.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(small.wait().unwrap().success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(small.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["succeeded"], serde_json::json!([]), "it took nothing");
+    assert_eq!(report["capacity"]["gpus"], 0);
+
+    // A CPU worker with the host's memory takes the CPU job and leaves the GPU job queued.
+    let r = json(&ok(lethe(&data, &["--json", "worker", "--once"])));
+    assert_eq!(r["succeeded"], serde_json::json!([cpu_job]));
+    let gpu = json(&ok(lethe(&data, &["--json", "jobs", "show", &gpu_job])));
+    assert_eq!(gpu["state"], "queued");
+    assert_eq!(gpu["needs_gpu"], true);
+    assert!(gpu["needs_memory_bytes"].as_i64().unwrap() > 512 << 20);
+    // A worker that stopped is no longer listed as live; `--all` keeps the record.
+    assert!(json(&ok(lethe(&data, &["--json", "workers"])))
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        json(&ok(lethe(&data, &["--json", "workers", "--all"])))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -192,6 +192,47 @@ impl App {
             .await?)
     }
 
+    /// Why a queued job may wait for a long time: no live worker can run it (it needs a GPU, more
+    /// memory, or a kind nobody runs). `None` when some live worker could take it, or it is not queued.
+    pub async fn waiting_reason(&self, job: &Job) -> anyhow::Result<Option<String>> {
+        if job.state != crate::store::JobState::Queued {
+            return Ok(None);
+        }
+        let live = self.live_workers().await?;
+        let fits = |w: &WorkerRow| {
+            w.kinds.contains(&job.kind)
+                && (!job.needs_gpu || w.gpus > 0)
+                && job.needs_memory_bytes <= w.memory_bytes
+        };
+        if live.iter().any(fits) {
+            return Ok(None);
+        }
+        let gib = |b: i64| b as f64 / (1u64 << 30) as f64;
+        let mut needs = Vec::new();
+        if job.needs_gpu {
+            needs.push("a GPU".to_string());
+        }
+        if job.needs_memory_bytes > 0 {
+            needs.push(format!("{:.1} GiB of memory", gib(job.needs_memory_bytes)));
+        }
+        let needs = if needs.is_empty() {
+            String::new()
+        } else {
+            format!(" (it needs {})", needs.join(" and "))
+        };
+        Ok(Some(if live.is_empty() {
+            "no worker is running: start `lethe worker` (or `lethe serve` without --no-worker)".to_string()
+        } else {
+            let best = live.iter().map(|w| w.memory_bytes).max().unwrap_or(0);
+            let gpus = live.iter().filter(|w| w.gpus > 0).count();
+            format!(
+                "none of the {} live worker(s) can run it{needs}: {gpus} with a GPU, the largest offers {:.1} GiB",
+                live.len(),
+                gib(best)
+            )
+        }))
+    }
+
     /// Queues a training run; a worker runs it.
     pub async fn enqueue_train(&self, req: &TrainRequest) -> anyhow::Result<String> {
         // Fail now, not in the worker, on what can be checked without training.

@@ -788,8 +788,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 JobsCommand::Show { id } => {
                     let job = app.store.jobs().get(id).await?;
+                    let waiting = app.waiting_reason(&job).await?;
                     emit(cli.json, &job, || {
-                        serde_json::to_string_pretty(&job).unwrap_or_default() + "\n"
+                        let mut out = serde_json::to_string_pretty(&job).unwrap_or_default() + "\n";
+                        if let Some(why) = &waiting {
+                            out += &format!("waiting: {why}\n");
+                        }
+                        out
                     })
                 }
             }
