@@ -407,3 +407,114 @@ fn jobs_wait_for_a_worker_that_has_what_they_need_and_say_so() {
         2
     );
 }
+
+/// A worker that stalls (SIGSTOP) past its lease loses its training job to another worker, which
+/// continues the run; when the stalled worker wakes up it finds itself fenced out, stops, records
+/// nothing, and goes on with the queue. The run ends once, trained by the second worker.
+#[test]
+fn a_stalled_worker_that_wakes_up_is_fenced_out_of_the_run_it_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = common::ingested(tmp.path(), 60, 5, &["--vocab", "512", "--holdout", "0.1"]);
+    let mut args = vec![
+        "--json",
+        "train",
+        "--queue",
+        "--corpus",
+        "kb",
+        "--epochs",
+        "6",
+        "--checkpoint-every",
+        "5",
+    ];
+    args.extend_from_slice(MICRO);
+    let job = json(&ok(lethe(&data, &args)))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run_step = |data: &Path| -> Option<(String, i64)> {
+        let runs = json(&ok(lethe(data, &["--json", "runs", "list"])));
+        runs.as_array().unwrap().first().map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["step"].as_i64().unwrap_or(0),
+            )
+        })
+    };
+    let mut first = worker(&data);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (run, stalled_at) = loop {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        if let Some((run, step)) = run_step(&data).filter(|(_, s)| *s >= 5) {
+            break (run, step);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let pid = first.id().to_string();
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+
+    // After the lease (10 s) a second worker takes the job over and trains on.
+    let mut second = worker(&data);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the second worker never continued the run"
+        );
+        let j = json(&ok(lethe(&data, &["--json", "jobs", "show", &job])));
+        if j["attempts"] == 2 && run_step(&data).is_some_and(|(_, s)| s > stalled_at) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(Instant::now() < deadline, "the job never finished");
+        let j = json(&ok(lethe(&data, &["--json", "jobs", "show", &job])));
+        if j["state"] != "running" && j["state"] != "queued" {
+            assert_eq!(j["state"], "succeeded", "{j:#}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let the woken worker reach its next checkpoint and notice.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut reports = Vec::new();
+    for w in [&mut first, &mut second] {
+        Command::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(w.wait().unwrap().success());
+        let mut out = String::new();
+        std::io::Read::read_to_string(w.stdout.as_mut().unwrap(), &mut out).unwrap();
+        reports.push(serde_json::from_str::<serde_json::Value>(&out).unwrap());
+    }
+    assert_eq!(
+        reports[0]["succeeded"],
+        serde_json::json!([]),
+        "the stalled worker finished nothing"
+    );
+    assert_eq!(
+        reports[0]["failed"],
+        serde_json::json!([]),
+        "nor failed the job it lost"
+    );
+    assert_eq!(reports[1]["succeeded"], serde_json::json!([job]));
+    let shown = json(&ok(lethe(&data, &["--json", "runs", "show", &run])));
+    assert_eq!(shown["run"]["state"], "succeeded");
+    assert_eq!(
+        json(&ok(lethe(&data, &["--json", "runs", "list"])))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Every recorded checkpoint is a file that is there, and the final one loads.
+    for c in shown["checkpoints"].as_array().unwrap() {
+        let file = data.join("runs").join(&run).join(c["file"].as_str().unwrap());
+        assert!(file.exists(), "{}", file.display());
+    }
+    ok(lethe(&data, &["sample", "--run", &run, "--length", "8"]));
+}

@@ -505,14 +505,12 @@ impl App {
         let mut parameters = 0;
         let mut last_step = row.step;
         let mut record_error: Option<anyhow::Error> = None;
+        let mut lost_to: Option<String> = None;
         while let Some(ev) = rx.recv().await {
             // Another process took the run (this one's lock lapsed): stop, and record nothing more.
             // Dropping the receiver stops the training thread at its next event.
             if let Some(holder) = lock.lost(self, matches!(ev, Event::Checkpoint { .. })).await {
-                record_error.get_or_insert(anyhow::anyhow!(
-                    "run {} is now trained by {holder}; this process lost its lock and stopped",
-                    row.id
-                ));
+                lost_to = Some(holder);
                 break;
             }
             progress(&ev);
@@ -605,6 +603,13 @@ impl App {
             .join()
             .map_err(|_| anyhow::anyhow!("the training thread panicked"));
         lock.release(self).await;
+        if let Some(holder) = lost_to {
+            // The run belongs to another process now: leave its record, metrics and state to it.
+            anyhow::bail!(
+                "run {} is now trained by {holder}; this process lost its lock and stopped without recording more",
+                row.id
+            );
+        }
         let outcome = outcome?;
         if !pending.is_empty() {
             self.store.runs().add_metrics(&row.id, &pending).await?;

@@ -315,24 +315,33 @@ impl App {
                     "worker {worker}: running {} job {} (attempt {})",
                     job.kind, job.id, job.attempts
                 );
-                match self.run_job(worker, &job).await {
-                    Ok(Finished::Result(result)) => {
-                        self.store.jobs().succeed(&job.id, worker, &result).await?;
-                        report.succeeded.push(job.id.clone());
+                let outcome = self.run_job(worker, &job).await;
+                let recorded = match &outcome {
+                    Ok(Finished::Result(result)) => self.store.jobs().succeed(&job.id, worker, result).await,
+                    Ok(Finished::Spawned(result, children)) => self
+                        .store
+                        .jobs()
+                        .spawn_and_succeed(&job.id, worker, children, result)
+                        .await
+                        .map(|ids| {
+                            eprintln!("worker {worker}: job {} queued {} piece(s)", job.id, ids.len());
+                        }),
+                    Err(e) => self.store.jobs().fail(&job.id, worker, &format!("{e:#}")).await,
+                };
+                match (outcome, recorded) {
+                    // This worker was too slow to heartbeat and the job went to another: that one's
+                    // outcome counts, and this worker goes on with the queue.
+                    (_, Err(crate::store::StoreError::LeaseLost { .. })) => {
+                        eprintln!(
+                            "worker {worker}: job {} was handed to another worker meanwhile; its result here is dropped",
+                            job.id
+                        );
                     }
-                    Ok(Finished::Spawned(result, children)) => {
-                        let ids = self
-                            .store
-                            .jobs()
-                            .spawn_and_succeed(&job.id, worker, &children, &result)
-                            .await?;
-                        eprintln!("worker {worker}: job {} queued {} piece(s)", job.id, ids.len());
-                        report.succeeded.push(job.id.clone());
-                    }
-                    Err(e) => {
+                    (_, Err(e)) => return Err(e.into()),
+                    (Ok(_), Ok(())) => report.succeeded.push(job.id.clone()),
+                    (Err(e), Ok(())) => {
                         let msg = format!("{e:#}");
                         eprintln!("worker {worker}: job {} failed: {msg}", job.id);
-                        self.store.jobs().fail(&job.id, worker, &msg).await?;
                         self.fail_piece_audit(&job, &msg).await?;
                         report.failed.push((job.id.clone(), msg));
                     }
@@ -381,9 +390,16 @@ impl App {
         }))
     }
 
-    /// When a piece of a sharded audit fails for good, the audit fails with it (its merge follows).
+    /// When an audit job or a piece of a sharded audit fails for good, the audit fails with it (a
+    /// sharded audit's merge follows).
     async fn fail_piece_audit(&self, job: &Job, msg: &str) -> anyhow::Result<()> {
-        if job.kind == "audit" || !job.kind.starts_with("audit-") {
+        if job.kind == "audit" {
+            for row in self.store.audits().running_for_job(&job.id).await? {
+                self.store.audits().fail(&row.id, msg).await?;
+            }
+            return Ok(());
+        }
+        if !job.kind.starts_with("audit-") {
             return Ok(());
         }
         if let Some(audit) = &job
