@@ -55,6 +55,39 @@ fn audit_params(dir: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// A training run long enough to interrupt: six epochs of the micro model, a checkpoint every 5 steps.
+fn long_training(front: &[&'static str], back: &[&'static str]) -> Vec<&'static str> {
+    let mut args = front.to_vec();
+    args.extend_from_slice(&[
+        "train",
+        "--corpus",
+        "kb",
+        "--epochs",
+        "6",
+        "--checkpoint-every",
+        "5",
+    ]);
+    args.extend_from_slice(MICRO);
+    args.extend_from_slice(back);
+    args
+}
+
+/// Waits for the (only) run to record a checkpoint at step `step` or later; its id and step.
+fn wait_for_checkpoint(data: &Path, step: i64) -> (String, i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "no checkpoint at step {step} appeared");
+        let runs = json(&ok(lethe(data, &["--json", "runs", "list"])));
+        if let Some(r) = runs.as_array().unwrap().first() {
+            let s = r["step"].as_i64().unwrap_or(0);
+            if s >= step {
+                return (r["id"].as_str().unwrap().to_string(), s);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn three_workers_forty_jobs_one_killed_every_job_ends_once_and_the_sharded_audit_matches() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -273,38 +306,15 @@ fn three_workers_forty_jobs_one_killed_every_job_ends_once_and_the_sharded_audit
 fn a_run_being_trained_cannot_be_resumed_elsewhere_until_its_trainer_is_gone() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, _) = common::ingested(tmp.path(), 60, 5, &["--vocab", "512", "--holdout", "0.1"]);
-    let mut args = vec![
-        "train",
-        "--corpus",
-        "kb",
-        "--epochs",
-        "6",
-        "--checkpoint-every",
-        "5",
-    ];
-    args.extend_from_slice(MICRO);
     let mut trainer = Command::new(env!("CARGO_BIN_EXE_lethe"))
         .arg("--data-dir")
         .arg(&data)
-        .args(&args)
+        .args(long_training(&[], &[]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run = loop {
-        assert!(Instant::now() < deadline, "no checkpoint appeared");
-        let runs = json(&ok(lethe(&data, &["--json", "runs", "list"])));
-        if let Some(r) = runs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["step"].as_i64().unwrap_or(0) >= 5)
-        {
-            break r["id"].as_str().unwrap().to_string();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (run, _) = wait_for_checkpoint(&data, 5);
     let o = lethe(&data, &["train", "--resume", &run]);
     common::fails_last_line_with(&o, "is being trained by");
     trainer.kill().unwrap();
@@ -415,19 +425,7 @@ fn jobs_wait_for_a_worker_that_has_what_they_need_and_say_so() {
 fn a_stalled_worker_that_wakes_up_is_fenced_out_of_the_run_it_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, _) = common::ingested(tmp.path(), 60, 5, &["--vocab", "512", "--holdout", "0.1"]);
-    let mut args = vec![
-        "--json",
-        "train",
-        "--queue",
-        "--corpus",
-        "kb",
-        "--epochs",
-        "6",
-        "--checkpoint-every",
-        "5",
-    ];
-    args.extend_from_slice(MICRO);
-    let job = json(&ok(lethe(&data, &args)))["job_id"]
+    let job = json(&ok(lethe(&data, &long_training(&["--json"], &["--queue"]))))["job_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -441,14 +439,7 @@ fn a_stalled_worker_that_wakes_up_is_fenced_out_of_the_run_it_lost() {
         })
     };
     let mut first = worker(&data);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (run, stalled_at) = loop {
-        assert!(Instant::now() < deadline, "no checkpoint appeared");
-        if let Some((run, step)) = run_step(&data).filter(|(_, s)| *s >= 5) {
-            break (run, step);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (run, stalled_at) = wait_for_checkpoint(&data, 5);
     let pid = first.id().to_string();
     Command::new("kill").args(["-STOP", &pid]).status().unwrap();
 
