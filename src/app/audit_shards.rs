@@ -338,7 +338,9 @@ impl App {
         let scores = scores.ok_or_else(|| anyhow::anyhow!("audit {} has no scores piece", audit.id))?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let tokenizer = sealed.tokenizer()?;
-        let cap: Option<u64> = run.config.get("unique_tokens").and_then(|v| v.as_u64());
+        let cfg: crate::train::TrainConfig = serde_json::from_value(run.config.clone())
+            .with_context(|| format!("run {} has an unreadable configuration", run.id))?;
+        let cap = cfg.unique_tokens;
         let (train, holdout) = tokio::task::spawn_blocking(move || load_documents(&sealed, cap))
             .await
             .context("reading the corpus was interrupted")??;
