@@ -164,12 +164,13 @@ impl Heartbeat {
         }
     }
 
-    /// A progress callback for audit stages: six stages, each reporting its own fraction.
+    /// A progress callback for audit stages: six stages in the order they run, each reporting its own
+    /// fraction.
     fn audit_progress(&self) -> impl FnMut(crate::audit::Stage, usize, usize) + Send + '_ {
         move |s, d, t| {
             let frac = if t == 0 { 1.0 } else { d as f64 / t as f64 };
             self.set(
-                (s as u64 as f64 + frac) / 6.0,
+                (s.position() as f64 + frac) / 6.0,
                 Some(format!("{} {d}/{t}", s.as_str())),
             );
         }

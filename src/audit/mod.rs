@@ -255,6 +255,20 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Where the stage comes in [`run`] (0 to 5): the free generations first, then each shard's
+    /// extraction and infilling, the scores, and the secrets scan at the merge. Progress bars use it so
+    /// they only move forward.
+    pub fn position(self) -> usize {
+        match self {
+            Stage::Regurgitation => 0,
+            Stage::Extraction => 1,
+            Stage::Infilling => 2,
+            Stage::Canaries => 3,
+            Stage::Membership => 4,
+            Stage::Secrets => 5,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Extraction => "extraction",
