@@ -206,8 +206,15 @@ pub async fn read_upload(
     let bad = |e: axum::extract::multipart::MultipartError| {
         ApiError::new(e.status(), format!("malformed upload: {}", e.body_text()))
     };
+    // A refused field does not end the reading: the rest of the upload is read (and dropped) first, so
+    // the client, still sending, gets the refusal instead of a reset connection.
+    let mut refused: Option<ApiError> = None;
     while let Some(field) = form.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or_default().to_string();
+        if refused.is_some() {
+            field.bytes().await.map_err(bad)?;
+            continue;
+        }
         if let Some(file) = field.file_name().map(str::to_string) {
             let bytes = field.bytes().await.map_err(bad)?;
             if !file.is_empty() {
@@ -221,18 +228,28 @@ pub async fn read_upload(
             text.parse()
                 .map_err(|_| ApiError::bad_request(format!("{what} must be a whole number, not {text:?}")))
         };
-        match name.as_str() {
-            "name" => opts.name = text.to_string(),
-            "vocab" if !text.is_empty() => opts.vocab = number("vocab")?,
-            "canaries" if !text.is_empty() => opts.canaries = number("canaries")?,
-            "holdout" if !text.is_empty() => {
-                opts.holdout = text.parse().map_err(|_| {
-                    ApiError::bad_request(format!("holdout must be a share like 0.02, not {text:?}"))
-                })?
+        let parsed: ApiResult<()> = (|| {
+            match name.as_str() {
+                "name" => opts.name = text.to_string(),
+                "vocab" if !text.is_empty() => opts.vocab = number("vocab")?,
+                "canaries" if !text.is_empty() => opts.canaries = number("canaries")?,
+                "holdout" if !text.is_empty() => {
+                    opts.holdout = text.parse().map_err(|_| {
+                        ApiError::bad_request(format!("holdout must be a share like 0.02, not {text:?}"))
+                    })?
+                }
+                "vocab" | "canaries" | "holdout" | "_csrf" => {}
+                other => return Err(ApiError::bad_request(format!("unknown upload field {other:?}"))),
             }
-            "vocab" | "canaries" | "holdout" | "_csrf" => {}
-            other => return Err(ApiError::bad_request(format!("unknown upload field {other:?}"))),
+            Ok(())
+        })();
+        if let Err(e) = parsed {
+            files.clear();
+            refused = Some(e);
         }
+    }
+    if let Some(e) = refused {
+        return Err(e);
     }
     if opts.name.is_empty() {
         return Err(ApiError::bad_request(
