@@ -93,24 +93,18 @@ impl App {
         let run = self.run_row(&req.run).await?;
         let params = request_params(&req);
         params.validate()?;
+        // (origin, text): what the plan carries instead of the paths.
+        let read = |p: &std::path::PathBuf, what: &str| -> anyhow::Result<(String, String)> {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {what} {}", p.display()))?;
+            Ok((p.display().to_string(), text))
+        };
         let rules = req
             .rules
             .iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read rule pack {}", p.display()))?;
-                Ok((p.display().to_string(), text))
-            })
+            .map(|p| read(p, "rule pack"))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let deny_list = req
-            .deny_list
-            .as_ref()
-            .map(|p| {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read deny-list {}", p.display()))?;
-                Ok::<_, anyhow::Error>((p.display().to_string(), text))
-            })
-            .transpose()?;
+        let deny_list = req.deny_list.as_ref().map(|p| read(p, "deny-list")).transpose()?;
         if self.store.runs().checkpoints(&run.id).await?.is_empty() {
             anyhow::bail!("run {} has no checkpoint yet; nothing to audit", run.id);
         }
@@ -338,9 +332,7 @@ impl App {
         let scores = scores.ok_or_else(|| anyhow::anyhow!("audit {} has no scores piece", audit.id))?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let tokenizer = sealed.tokenizer()?;
-        let cfg: crate::train::TrainConfig = serde_json::from_value(run.config.clone())
-            .with_context(|| format!("run {} has an unreadable configuration", run.id))?;
-        let cap = cfg.unique_tokens;
+        let cap = App::run_config(&run)?.unique_tokens;
         let (train, holdout) = tokio::task::spawn_blocking(move || load_documents(&sealed, cap))
             .await
             .context("reading the corpus was interrupted")??;

@@ -29,33 +29,56 @@ const RUN_LOCK_RENEW: std::time::Duration = std::time::Duration::from_secs(20);
 /// decided that worker is gone. The old worker, should it still be running (a pause, a network
 /// split), is fenced by the job's attempt count: it changed, so that worker stops and records nothing.
 struct RunLock {
-    name: String,
-    holder: String,
-    /// The job and the claim (attempt) this process runs it under.
-    fence: Option<(String, i64)>,
+    claim: RunClaim,
     /// Names this session's checkpoint files.
     tag: String,
     lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     renewer: tokio::task::JoinHandle<()>,
 }
 
+/// Who holds a run's lock, as the renewals see it.
+#[derive(Clone)]
+struct RunClaim {
+    store: crate::store::Store,
+    name: String,
+    holder: String,
+    /// The job and the claim (attempt) this process runs it under.
+    fence: Option<(String, i64)>,
+}
+
+impl RunClaim {
+    /// Renews the lock; the other holder when this process no longer holds the run (another took the
+    /// lock, or another attempt took the job).
+    async fn renew(&self) -> Result<Option<String>, crate::store::StoreError> {
+        if let Some(f) = &self.fence {
+            if let Some(other) = fenced_out(&self.store, f).await {
+                return Ok(Some(other));
+            }
+        }
+        self.store
+            .workers()
+            .lock(&self.name, &self.holder, RUN_LOCK_MS)
+            .await
+    }
+}
+
 impl RunLock {
     async fn take(app: &App, run_id: &str, job: Option<String>) -> anyhow::Result<RunLock> {
         let tag = crate::vault::random_hex(4)?;
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let host = super::worker::host_name();
         let (holder, fence) = match job {
             Some(j) => {
                 let attempts = app.store.jobs().get(&j).await?.attempts;
                 (format!("job:{j}"), Some((j, attempts)))
             }
-            None => (format!("{}-{}-{tag}", host.trim(), std::process::id()), None),
+            None => (format!("{host}-{}-{tag}", std::process::id()), None),
         };
         let name = format!("run:{run_id}");
         let mut refused = app.store.workers().lock(&name, &holder, RUN_LOCK_MS).await?;
         // A process of this host that holds the lock but no longer runs (killed, crashed) is known to
         // be gone: `lethe train --resume` after a `kill -9` need not wait for its lock to lapse.
         if let Some(other) = refused.clone() {
-            if dead_here(&other, host.trim())
+            if dead_here(&other, &host)
                 && app
                     .store
                     .workers()
@@ -73,22 +96,19 @@ impl RunLock {
                 RUN_LOCK_MS / 1000
             );
         }
+        let claim = RunClaim {
+            store: app.store.clone(),
+            name,
+            holder,
+            fence,
+        };
         let lost = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
         let renewer = {
-            let (store, name, holder, lost) = (app.store.clone(), name.clone(), holder.clone(), lost.clone());
-            let fence = fence.clone();
+            let (claim, lost) = (claim.clone(), lost.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(RUN_LOCK_RENEW).await;
-                    let fenced = match &fence {
-                        Some(f) => fenced_out(&store, f).await,
-                        None => None,
-                    };
-                    let renewed = match fenced {
-                        Some(other) => Ok(Some(other)),
-                        None => store.workers().lock(&name, &holder, RUN_LOCK_MS).await,
-                    };
-                    match renewed {
+                    match claim.renew().await {
                         Ok(None) => {}
                         Ok(Some(other)) => {
                             if let Ok(mut l) = lost.lock() {
@@ -97,15 +117,13 @@ impl RunLock {
                             return;
                         }
                         // A database hiccup is not a lost lock; the next renewal or checkpoint decides.
-                        Err(e) => tracing::warn!("cannot renew the lock {name}: {e}"),
+                        Err(e) => tracing::warn!("cannot renew the lock {}: {e}", claim.name),
                     }
                 }
             })
         };
         Ok(RunLock {
-            name,
-            holder,
-            fence,
+            claim,
             tag,
             lost,
             renewer,
@@ -114,40 +132,30 @@ impl RunLock {
 
     /// The other holder when this process no longer holds the run; `confirm` renews first (before a
     /// checkpoint is recorded), otherwise only the background renewal's finding is read.
-    async fn lost(&self, app: &App, confirm: bool) -> Option<String> {
+    async fn lost(&self, confirm: bool) -> Option<String> {
         if let Some(other) = self.lost.lock().ok().and_then(|l| l.clone()) {
             return Some(other);
         }
         if confirm {
-            if let Some(f) = &self.fence {
-                if let Some(other) = fenced_out(&app.store, f).await {
-                    return Some(other);
-                }
-            }
-            match app
-                .store
-                .workers()
-                .lock(&self.name, &self.holder, RUN_LOCK_MS)
-                .await
-            {
-                Ok(other) => return other,
-                Err(e) => return Some(format!("(unknown: the lock could not be renewed: {e})")),
-            }
+            return match self.claim.renew().await {
+                Ok(other) => other,
+                Err(e) => Some(format!("(unknown: the lock could not be renewed: {e})")),
+            };
         }
         None
     }
 
-    async fn release(self, app: &App) {
-        if let Some(f) = &self.fence {
-            // A fenced-out attempt leaves the lock to the attempt that replaced it.
-            if fenced_out(&app.store, f).await.is_some() {
-                self.renewer.abort();
+    async fn release(self) {
+        self.renewer.abort();
+        let c = &self.claim;
+        // A fenced-out attempt leaves the lock to the attempt that replaced it.
+        if let Some(f) = &c.fence {
+            if fenced_out(&c.store, f).await.is_some() {
                 return;
             }
         }
-        self.renewer.abort();
-        if let Err(e) = app.store.workers().unlock(&self.name, &self.holder).await {
-            tracing::warn!("cannot release the lock {}: {e}", self.name);
+        if let Err(e) = c.store.workers().unlock(&c.name, &c.holder).await {
+            tracing::warn!("cannot release the lock {}: {e}", c.name);
         }
     }
 }
@@ -246,6 +254,12 @@ fn windows(
 impl App {
     pub fn runs_dir(&self) -> PathBuf {
         self.config.data_dir.join("runs")
+    }
+
+    /// The training configuration a run recorded.
+    pub(crate) fn run_config(run: &RunRow) -> anyhow::Result<TrainConfig> {
+        serde_json::from_value(run.config.clone())
+            .with_context(|| format!("run {} has an unreadable configuration", run.id))
     }
 
     pub async fn run_row(&self, id: &str) -> anyhow::Result<RunRow> {
@@ -389,8 +403,7 @@ impl App {
         if row.state == "succeeded" {
             anyhow::bail!("run {run_id} already finished ({} steps)", row.step);
         }
-        let cfg: TrainConfig = serde_json::from_value(row.config.clone())
-            .with_context(|| format!("run {run_id} has an unreadable configuration"))?;
+        let cfg = App::run_config(&row)?;
         let key = self.run_key(&row).await?;
         let (corpus_name, sealed) = self.run_corpus(&row).await?;
         let (context, cap) = (cfg.model.context, cfg.unique_tokens);
@@ -509,7 +522,7 @@ impl App {
         while let Some(ev) = rx.recv().await {
             // Another process took the run (this one's lock lapsed): stop, and record nothing more.
             // Dropping the receiver stops the training thread at its next event.
-            if let Some(holder) = lock.lost(self, matches!(ev, Event::Checkpoint { .. })).await {
+            if let Some(holder) = lock.lost(matches!(ev, Event::Checkpoint { .. })).await {
                 lost_to = Some(holder);
                 break;
             }
@@ -602,7 +615,7 @@ impl App {
         let outcome = handle
             .join()
             .map_err(|_| anyhow::anyhow!("the training thread panicked"));
-        lock.release(self).await;
+        lock.release().await;
         if let Some(holder) = lost_to {
             // The run belongs to another process now: leave its record, metrics and state to it.
             anyhow::bail!(

@@ -77,7 +77,8 @@ pub fn worker_name() -> anyhow::Result<String> {
     ))
 }
 
-fn host_name() -> String {
+/// This host's name (`host` when it has none), as worker names and run locks carry it.
+pub(super) fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -184,6 +185,14 @@ impl Drop for Heartbeat {
 }
 
 impl App {
+    /// Stops worker `name` on purpose (a signal, the server stopping): the jobs it holds go back to the
+    /// queue at once, without using an attempt, and it is recorded as stopped. Returns the jobs.
+    pub async fn stop_worker(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let back = self.store.jobs().hand_back(name).await?;
+        self.store.workers().stopped(name).await?;
+        Ok(back)
+    }
+
     /// Workers seen in the last two minutes that have not stopped, newest first.
     pub async fn live_workers(&self) -> anyhow::Result<Vec<WorkerRow>> {
         Ok(self
@@ -200,12 +209,7 @@ impl App {
             return Ok(None);
         }
         let live = self.live_workers().await?;
-        let fits = |w: &WorkerRow| {
-            w.kinds.contains(&job.kind)
-                && (!job.needs_gpu || w.gpus > 0)
-                && job.needs_memory_bytes <= w.memory_bytes
-        };
-        if live.iter().any(fits) {
+        if live.iter().any(|w| w.capacity().fits(job)) {
             return Ok(None);
         }
         let gib = |b: i64| b as f64 / (1u64 << 30) as f64;
@@ -263,8 +267,7 @@ impl App {
         let run = self.run_row(&req.run).await?;
         super::audit_shards::request_params(req).validate()?;
         super::audit::scanner(&req.rules, req.deny_list.as_ref())?;
-        let cfg: crate::train::TrainConfig = serde_json::from_value(run.config.clone())
-            .map_err(|e| anyhow::anyhow!("run {} has an unreadable configuration: {e}", run.id))?;
+        let cfg = App::run_config(&run)?;
         let tokens = self
             .store
             .corpora()
@@ -383,10 +386,8 @@ impl App {
         let silent_since = crate::store::now_ms() - 3 * HEARTBEAT.as_millis() as i64;
         let jobs = self.store.jobs().list(1000).await?;
         Ok(jobs.iter().any(|j| {
-            let fits = (capacity.kinds.is_empty() || capacity.kinds.contains(&j.kind))
-                && (!j.needs_gpu || capacity.gpus > 0)
-                && j.needs_memory_bytes <= capacity.memory_bytes;
-            fits && j.state == crate::store::JobState::Running
+            capacity.fits(j)
+                && j.state == crate::store::JobState::Running
                 && j.heartbeat_at.is_some_and(|h| h < silent_since)
         }))
     }

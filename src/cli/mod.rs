@@ -696,8 +696,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::select! {
                 done = app.work(&opts, &mut r) => done?,
                 _ = crate::server::shutdown_signal() => {
-                    r.handed_back = app.store.jobs().hand_back(&opts.name).await?;
-                    app.store.workers().stopped(&opts.name).await?;
+                    r.handed_back = app.stop_worker(&opts.name).await?;
                     eprintln!("worker {}: stopping on a signal; handed back {} job(s)", opts.name, r.handed_back.len());
                 }
             };

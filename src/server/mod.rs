@@ -227,22 +227,24 @@ pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()>
     // Tests and scripts read this line to learn the port when binding port 0.
     println!("lethe console listening on {scheme}://{local}/");
 
-    let worker_opts = crate::app::worker::WorkerOptions::detect(
-        false,
-        std::time::Duration::from_secs(1),
-        crate::app::worker::LEASE_MS,
-        None,
-    )?;
-    let worker_name = worker_opts.name.clone();
+    // The server's own worker, unless told not to (the host's devices are probed only then).
     let worker = if opts.worker {
+        let worker_opts = crate::app::worker::WorkerOptions::detect(
+            false,
+            std::time::Duration::from_secs(1),
+            crate::app::worker::LEASE_MS,
+            None,
+        )?;
+        let name = worker_opts.name.clone();
         let worker_app = App::open(globals).await?;
-        Some(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut report = crate::app::worker::WorkerReport::default();
             if let Err(e) = worker_app.work(&worker_opts, &mut report).await {
                 tracing::error!("the server's worker stopped: {e:#}");
                 eprintln!("the server's worker stopped: {e:#}");
             }
-        }))
+        });
+        Some((name, task))
     } else {
         None
     };
@@ -266,12 +268,10 @@ pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()>
         }
     };
     sweeper.abort();
-    if let Some(w) = worker {
-        w.abort();
+    if let Some((name, task)) = worker {
+        task.abort();
         // What the server's own worker held goes back to the queue now, not when its lease lapses.
-        let app = App::open(globals).await?;
-        let back = app.store.jobs().hand_back(&worker_name).await?;
-        app.store.workers().stopped(&worker_name).await?;
+        let back = App::open(globals).await?.stop_worker(&name).await?;
         if !back.is_empty() {
             eprintln!(
                 "lethe serve: handed back {} running job(s) to the queue",

@@ -98,6 +98,13 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    /// Whether a worker offering this can run `job`: the test the claim statement makes in SQL.
+    pub fn fits(&self, job: &Job) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&job.kind))
+            && (!job.needs_gpu || self.gpus > 0)
+            && job.needs_memory_bytes <= self.memory_bytes
+    }
+
     /// Any job of these kinds, whatever it needs (tests and single-host tools).
     pub fn unlimited(kinds: &[&str]) -> Capacity {
         Capacity {
@@ -222,19 +229,16 @@ impl<'a> Jobs<'a> {
     ) -> Result<Vec<String>, StoreError> {
         let q = || StoreError::query("queueing a job's parts");
         let mut tx = self.store.pool().begin().await.map_err(q())?;
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE jobs SET progress = 1, state = 'succeeded', result = $1, finished_at = $2, updated_at = $2 \
-             WHERE id = $3 AND owner = $4 AND state = 'running'",
+        let rows = finish_on(
+            &mut tx,
+            id,
+            worker,
+            JobState::Succeeded,
+            Some(result.to_string()),
+            None,
         )
-        .bind(result.to_string())
-        .bind(now)
-        .bind(id)
-        .bind(worker)
-        .execute(&mut *tx)
-        .await
-        .map_err(q())?;
-        self.held(done.rows_affected(), id, worker)?;
+        .await?;
+        self.held(rows, id, worker)?;
         let mut ids = Vec::with_capacity(children.len());
         for child in children {
             let mut child = child.clone();
@@ -374,39 +378,14 @@ impl<'a> Jobs<'a> {
         result: Option<String>,
         error: Option<String>,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
-        // A succeeded job is complete by definition; a failed one keeps the progress it reached.
-        let progress = if state == JobState::Succeeded {
-            "progress = 1, "
-        } else {
-            ""
-        };
-        let done = sqlx::query(&format!(
-            "UPDATE jobs SET {progress}state = $1, result = $2, error = $3, finished_at = $4, updated_at = $4 \
-             WHERE id = $5 AND owner = $6 AND state = 'running'"
-        ))
-        .bind(state.as_str())
-        .bind(result)
-        .bind(error)
-        .bind(now)
-        .bind(id)
-        .bind(worker)
-        .execute(self.store.pool())
-        .await
-        .map_err(StoreError::query("finishing a job"))?;
-        self.held(done.rows_affected(), id, worker)
-    }
-
-    /// Whether `worker` still holds job `id` (a fencing check before writing shared files).
-    pub async fn holds(&self, id: &str, worker: &str) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query("SELECT 1 AS held FROM jobs WHERE id = $1 AND owner = $2 AND state = 'running'")
-                .bind(id)
-                .bind(worker)
-                .fetch_optional(self.store.pool())
-                .await
-                .map_err(StoreError::query("checking a job's lease"))?;
-        Ok(row.is_some())
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::query("finishing a job"))?;
+        let rows = finish_on(&mut conn, id, worker, state, result, error).await?;
+        self.held(rows, id, worker)
     }
 
     fn held(&self, rows: u64, id: &str, worker: &str) -> Result<(), StoreError> {
@@ -509,6 +488,39 @@ impl<'a> Jobs<'a> {
         }
         Ok(out)
     }
+}
+
+/// Finishes job `id` on `conn` (a pool connection or a transaction) if `worker` still runs it; returns
+/// the rows changed (0 when the job is no longer the worker's).
+async fn finish_on(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    worker: &str,
+    state: JobState,
+    result: Option<String>,
+    error: Option<String>,
+) -> Result<u64, StoreError> {
+    let now = now_ms();
+    // A succeeded job is complete by definition; a failed one keeps the progress it reached.
+    let progress = if state == JobState::Succeeded {
+        "progress = 1, "
+    } else {
+        ""
+    };
+    let done = sqlx::query(&format!(
+        "UPDATE jobs SET {progress}state = $1, result = $2, error = $3, finished_at = $4, updated_at = $4 \
+         WHERE id = $5 AND owner = $6 AND state = 'running'"
+    ))
+    .bind(state.as_str())
+    .bind(result)
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .execute(conn)
+    .await
+    .map_err(StoreError::query("finishing a job"))?;
+    Ok(done.rows_affected())
 }
 
 /// Inserts a queued job on `conn` (a pool connection or a transaction).

@@ -46,6 +46,17 @@ impl WorkerRow {
     }
 }
 
+impl WorkerRow {
+    /// What the worker offers with its claims.
+    pub fn capacity(&self) -> super::Capacity {
+        super::Capacity {
+            kinds: self.kinds.clone(),
+            gpus: self.gpus,
+            memory_bytes: self.memory_bytes,
+        }
+    }
+}
+
 const COLUMNS: &str = "name, host, pid, gpus, memory_bytes, kinds, version, started_at, seen_at, stopped_at";
 
 /// Repository over `workers` and `locks`.
