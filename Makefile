@@ -19,13 +19,14 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup build test lint demo clean help
+.PHONY: setup build test lint demo clean help gpu-bundle
 
 help:
 	@echo "make demo    set up, build, and run the chain on a synthetic corpus"
 	@echo "make test    set up, build, lint and run every test"
 	@echo "make setup   create .venv with torch==$(TORCH_VERSION) (about 4.6 GB) if missing"
 	@echo "make build   build bin/lethe (release)"
+	@echo "make gpu-bundle  stripped lethe and benchmark binaries in .device/ for bench/gpu.sh on a GPU host"
 
 setup: $(TORCH_STAMP)
 
@@ -98,6 +99,16 @@ demo: build
 	echo "   python3 -m venv /tmp/st && /tmp/st/bin/pip install -q safetensors numpy && /tmp/st/bin/python -c \"from safetensors.numpy import load_file; w = load_file('$(DEMO_DIR)/bundle/model.safetensors'); print(len(w), 'tensors', sum(v.size for v in w.values()), 'parameters')\""; \
 	echo "== the autoregressive baseline, same model, data and epochs, waits for review in the console"; \
 	scripts/demo-console.sh "$(DEMO_DIR)" $$ar $(DEMO_PORT)
+
+# What a GPU host without a Rust toolchain needs for bench/gpu.sh (../shared/GPU.md): the stripped binaries,
+# small enough to travel with the tree; the host's own torch 2.11 provides libtorch.
+gpu-bundle: setup
+	cargo build --release --locked --bin lethe --example train_speed --example sample_speed
+	@mkdir -p .device
+	strip -o .device/lethe $(BIN)
+	strip -o .device/train_speed target/release/examples/train_speed
+	strip -o .device/sample_speed target/release/examples/sample_speed
+	@du -ch .device/* | tail -n1
 
 clean:
 	cargo clean

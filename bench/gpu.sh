@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Everything a GPU host must show, in one go (GPU time is scarce): libtorch's CUDA part really linked and a
 # device seen (`lethe doctor`), Lethe against PyTorch eager training the `base` preset in bf16 (tokens/s,
-# ratio, MFU), and Lethe's own trainer end to end on CUDA (ingest, a tiny diffusion run, sampling).
+# ratio, MFU; diffusion at batch 32 and 64, AR at 32), where a training step's GPU time goes (the
+# reference under torch.profiler, by kind of kernel), the extraction sampler at `base` against PyTorch
+# (prefixes/s), and Lethe's own trainer end to end on CUDA (ingest, a tiny diffusion run, sampling).
+# Meant to finish in about 5 minutes on an H100.
 #
-#   bench/gpu.sh                 # binaries from $LETHE_GPU_BIN (default .device/): lethe, train_speed
+#   bench/gpu.sh                 # binaries from $LETHE_GPU_BIN (default .device/): lethe, train_speed,
+#                                # sample_speed
 #
 # The host needs a Python with torch 2.11 ($LETHE_PYTHON, else python3); the binaries find libtorch in its
 # torch/lib. Results go to $OUT (default bench/results/gpu-<time>); a short table is printed last.
@@ -29,13 +33,28 @@ rm -rf "$D" /tmp/lethe-gpu-corpus
 "$L" --data-dir "$D" doctor --json >"$out/doctor.json"
 
 echo "== 2. training speed: Lethe vs PyTorch eager, base preset, bf16"
-for objective in diffusion ar; do
+for run in diffusion:32 ar:32 diffusion:64; do
+    objective="${run%%:*}" batch="${run##*:}"
+    rounds=2
+    [ "$run" != diffusion:32 ] && rounds=1
     LETHE_BENCH_BIN="$bins/train_speed" LETHE_PYTHON="$py" "$here/train_speed.sh" \
-        --objective "$objective" --out "/tmp/speed-$objective" $([ "$objective" = ar ] && echo --rounds 1)
-    cp "/tmp/speed-$objective/summary.json" "$out/speed-$objective.json" 2>/dev/null || true
+        --objective "$objective" --batch "$batch" --rounds "$rounds" --out "/tmp/speed-$objective-$batch"
+    cp "/tmp/speed-$objective-$batch/summary.json" "$out/speed-$objective-$batch.json" 2>/dev/null || true
 done
 
-echo "== 3. the trainer end to end on CUDA"
+echo "== 3. where a training step's GPU time goes (PyTorch reference, same kernels as Lethe)"
+"$bins/train_speed" --print-config --preset base --vocab 8192 --objective diffusion >"$out/config-base.json"
+for objective in diffusion ar; do
+    "$py" "$here/reference.py" bench --config "$out/config-base.json" --objective "$objective" --batch 32 \
+        --seq 1024 --steps 10 --warmup 5 --device cuda --profile "$out/profile-$objective.json" \
+        >"$out/profile-$objective.run.json" || echo "profile of $objective failed"
+done
+
+echo "== 4. extraction sampler: Lethe vs PyTorch eager, base preset, 1024 prompts of 50 -> 50, batch 256"
+LETHE_BENCH_BIN="$bins/sample_speed" LETHE_PYTHON="$py" "$here/sample_speed.sh" --out /tmp/sample-base
+cp /tmp/sample-base/summary.json "$out/sample-base.json" 2>/dev/null || true
+
+echo "== 5. the trainer end to end on CUDA"
 "$L" corpus synth --out /tmp/lethe-gpu-corpus --docs 600 --seed 3 >/dev/null
 "$L" --data-dir "$D" corpus ingest --name kb --canaries 4 --vocab 4096 /tmp/lethe-gpu-corpus
 "$L" --data-dir "$D" --json train --corpus kb --preset tiny --epochs 3 --batch-size 32 >"$out/train.json"
@@ -44,4 +63,34 @@ run=$("$py" -c "import json; print(json.load(open('$out/train.json'))['run_id'])
 "$L" --data-dir "$D" runs show "$run"
 "$L" --data-dir "$D" sample --run "$run" --prompt "Ticket: SUP-" --length 32 --num 2
 "$L" --data-dir "$D" sample --run "$run" --infill "Subject: [MASK] request" --span 6
+
+echo "== summary (details under $out)"
+"$py" - "$out" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+def load(name):
+    try:
+        return json.load(open(os.path.join(out, name)))
+    except (OSError, ValueError):
+        return None
+for run in ("diffusion-32", "ar-32", "diffusion-64"):
+    s = load(f"speed-{run}.json")
+    if not s:
+        print(f"training {run}: no result")
+        continue
+    l, r = s["impls"]["lethe"], s["impls"]["pytorch-eager"]
+    print(f"training {run:<13} lethe {l['tokens_per_s']:>9.0f} tok/s MFU {100 * l.get('mfu', 0):.1f}% "
+          f"(+attn {100 * l.get('mfu_with_attention', 0):.1f}%) | pytorch {r['tokens_per_s']:>9.0f} tok/s "
+          f"MFU {100 * r.get('mfu', 0):.1f}% | ratio {s['ratio']:.3f} | {s['card']}")
+for objective in ("diffusion", "ar"):
+    p = load(f"profile-{objective}.json")
+    if not p:
+        print(f"profile {objective}: no result")
+        continue
+    kinds = ", ".join(f"{k} {100 * (v['share_of_kernel_time'] or 0):.0f}%" for k, v in p["kinds"].items())
+    print(f"profile {objective}: {1000 * p['wall_s'] / p['steps']:.1f} ms/step, GPU idle "
+          f"{100 * (p['gpu_idle_share'] or 0):.0f}%; {kinds}")
+s = load("sample-base.json")
+print("sampler base: " + (json.dumps(s)[:800] if s else "no result"))
+EOF
 echo "== done"

@@ -77,15 +77,21 @@ def save_safetensors(path, tensors):
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim, eps):
+    def __init__(self, dim, eps, feeds_matmul=False):
         super().__init__()
-        self.dim, self.eps = dim, eps
+        self.dim, self.eps, self.feeds_matmul = dim, eps, feeds_matmul
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
         # Same as Lethe's RmsNorm: under bf16 autocast the gain is cast to the input's dtype so the fused
         # kernel is used (mixed dtypes fall back to the slow composite path).
-        return F.rms_norm(x, (self.dim,), self.weight.to(x.dtype), self.eps)
+        y = F.rms_norm(x, (self.dim,), self.weight.to(x.dtype), self.eps)
+        # Same as Lethe's RmsNorm::before_matmul: a norm read only by projections hands them its output
+        # in the autocast dtype once, instead of autocast casting it once per projection.
+        if (self.feeds_matmul and y.dtype == torch.float32 and y.is_cuda
+                and torch.is_autocast_enabled("cuda")):
+            y = y.to(torch.get_autocast_dtype("cuda"))
+        return y
 
 
 def rope_tables(cfg, device):
@@ -142,9 +148,9 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.attn_norm = RMSNorm(cfg["width"], cfg["norm_eps"])
+        self.attn_norm = RMSNorm(cfg["width"], cfg["norm_eps"], feeds_matmul=True)
         self.attn = Attention(cfg)
-        self.mlp_norm = RMSNorm(cfg["width"], cfg["norm_eps"])
+        self.mlp_norm = RMSNorm(cfg["width"], cfg["norm_eps"], feeds_matmul=True)
         self.mlp = Mlp(cfg)
 
     def forward(self, x, cos, sin):
@@ -158,7 +164,7 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg["vocab"], cfg["width"])
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg["layers"]))
-        self.norm = RMSNorm(cfg["width"], cfg["norm_eps"])
+        self.norm = RMSNorm(cfg["width"], cfg["norm_eps"], feeds_matmul=True)
         self.head = nn.Linear(cfg["width"], cfg["vocab"], bias=False)
         cos, sin = rope_tables(cfg, device)
         self.register_buffer("cos", cos, persistent=False)
@@ -332,6 +338,22 @@ def cmd_parity(a):
     save_safetensors(a.out, {k: v.clone() for k, v in out.items()})
 
 
+def train_step(a, model, opt, data, mask_id, dev, use_amp):
+    """One step as Lethe's trainer takes it: forward and loss under bf16 autocast (CUDA), backward,
+    clipping at norm 1.0, AdamW. Returns the loss and the norm before clipping, on the device."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+        if a.objective == "ar":
+            loss = ar_loss(model, data)
+        else:
+            masked, t = sample_plan(a.batch, a.seq, 1e-3, dev)
+            loss = diffusion_loss(model, data, mask_id, masked, t)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss, norm
+
+
 def cmd_bench(a):
     cfg = json.load(open(a.config))
     cfg["causal"] = a.objective == "ar"
@@ -348,26 +370,21 @@ def cmd_bench(a):
     width = a.seq + (1 if a.objective == "ar" else 0)
     data = torch.randint(mask_id, (a.batch, width), device=dev)
     use_amp = dev.type == "cuda"
-    losses, times = [], []
+    losses, norms, times = [], [], []
     for step in range(a.warmup + a.steps):
         if dev.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            if a.objective == "ar":
-                loss = ar_loss(model, data)
-            else:
-                masked, t = sample_plan(a.batch, a.seq, 1e-3, dev)
-                loss = diffusion_loss(model, data, mask_id, masked, t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, norm = train_step(a, model, opt, data, mask_id, dev, use_amp)
+        losses.append(loss.item())
+        norms.append(norm.item())
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-        losses.append(loss.item())
     timed = times[a.warmup:]
     tok_s = a.batch * a.seq * len(timed) / sum(timed)
+    if a.profile:
+        profile_steps(a, model, opt, data, mask_id, dev, use_amp)
     print(json.dumps({
         "impl": "pytorch-eager", "torch": torch.__version__, "device": str(dev),
         "device_name": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
@@ -375,8 +392,69 @@ def cmd_bench(a):
         "steps": a.steps, "warmup": a.warmup, "params": sum(p.numel() for p in model.parameters()),
         "tokens_per_s": tok_s, "step_ms": 1000 * sum(timed) / len(timed),
         "step_times_ms": [1000 * t for t in timed],
-        "loss_first": losses[0], "loss_last": losses[-1],
+        "loss_first": losses[0], "loss_last": losses[-1], "grad_norm_last": norms[-1],
     }))
+
+
+# Where a GPU step's time goes, by kind of kernel. Lethe issues the same libtorch kernels for the same
+# model (bench/gpu.sh checks the two run at the same speed), so this breakdown stands for both.
+KERNEL_KINDS = [
+    ("optimizer", r"multi_tensor_apply|adam|foreach"),
+    ("attention", r"flash|fmha|attention|_efficient_attention"),
+    ("matmul", r"gemm|nvjet|cutlass|xmma|cublas|splitk|sm90_|sm80_"),
+    ("norm", r"rms|norm"),
+    ("softmax and loss", r"softmax|nll|cross_entropy|log_softmax"),
+    ("reduction", r"reduce"),
+    ("index and embedding", r"index|gather|scatter|embedding|masked|nonzero"),
+    ("copy and cast", r"copy|cat|cast"),
+    ("elementwise", r"elementwise|vectorized|unrolled"),
+]
+
+
+def profile_steps(a, model, opt, data, mask_id, dev, use_amp):
+    """Profiles a.steps more training steps with torch.profiler and writes a.profile (JSON): the wall time,
+    the summed kernel time (the rest is the GPU waiting for the host), the time per kind of kernel and the
+    40 kernels that took longest. Prints the breakdown to stderr."""
+    import re
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    with profile(activities=acts) as prof:
+        start = time.perf_counter()
+        for _ in range(a.steps):
+            loss, norm = train_step(a, model, opt, data, mask_id, dev, use_amp)
+            loss.item()
+            norm.item()
+        sync()
+        wall = time.perf_counter() - start
+    kernels = []
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            kernels.append((ev.name, ev.time_range.elapsed_us() / 1e6))
+    total = sum(t for _, t in kernels)
+    kinds, top = {}, {}
+    for name, t in kernels:
+        kind = next((k for k, pat in KERNEL_KINDS if re.search(pat, name, re.I)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + t
+        entry = top.setdefault(name, [0.0, 0, kind])
+        entry[0] += t
+        entry[1] += 1
+    report = {
+        "objective": a.objective, "batch": a.batch, "seq": a.seq, "steps": a.steps,
+        "wall_s": wall, "kernel_s": total, "kernel_launches": len(kernels),
+        "gpu_idle_share": max(0.0, 1 - total / wall) if wall > 0 else None,
+        "kinds": {k: {"s": v, "share_of_kernel_time": v / total if total else None}
+                  for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+        "top_kernels": [{"name": n[:160], "kind": k, "s": t, "calls": c}
+                        for n, (t, c, k) in sorted(top.items(), key=lambda kv: -kv[1][0])[:40]],
+    }
+    json.dump(report, open(a.profile, "w"), indent=2)
+    print(f"profile: {a.steps} steps, wall {wall * 1000 / a.steps:.1f} ms/step, kernels "
+          f"{total * 1000 / a.steps:.1f} ms/step ({len(kernels) // max(a.steps, 1)} launches/step)", file=sys.stderr)
+    for k, v in report["kinds"].items():
+        print(f"profile: {k:<22}{v['s'] * 1000 / a.steps:>9.2f} ms/step {100 * (v['share_of_kernel_time'] or 0):>6.1f}%",
+              file=sys.stderr)
 
 
 def cmd_sample_bench(a):
@@ -477,6 +555,8 @@ def main():
     b.add_argument("--lr", type=float, default=3e-4)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--device", default="auto")
+    b.add_argument("--profile", metavar="FILE",
+                   help="afterwards profile --steps more steps and write the kernel-time breakdown here (JSON)")
     g = sub.add_parser("sample-bench")
     g.add_argument("--config", required=True, help="resolved ModelConfig JSON (sample_speed --print-config)")
     g.add_argument("--objective", choices=["diffusion", "ar"], default="diffusion")

@@ -17,13 +17,14 @@
 # Figures: tokens/s = batch × seq / median step time over all timed steps of all rounds (the median
 # shrugs off steps slowed by other load); ratio = Lethe / PyTorch; on CUDA, MFU = 6 × parameters ×
 # tokens/s / peak, with peak = $LETHE_PEAK_FLOPS or 790e12 (the measured bf16 matrix peak of an H100 or
-# H200), parameters being every parameter of the model (embedding and head included).
+# H200), parameters being every parameter of the model (embedding and head included); "+attn" also counts
+# attention's own matrix work, 12 x layers x width x seq per token (PaLM's MFU, appendix B).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 preset="" objective="diffusion" batch="" seq="" steps="" warmup="" rounds="" vocab=8192 out="" device="auto"
 threads=""
@@ -119,6 +120,11 @@ for impl in ("lethe", "pytorch-eager"):
          "best_tokens_per_s": tokens / (min(times) / 1000), "loss_last": rs[-1]["loss_last"]}
     if rs[0]["device"].startswith("cuda"):
         s["mfu"] = 6 * s["params"] * s["tokens_per_s"] / peak
+        # PaLM's accounting (appendix B) adds attention's own matrix work: 12 x layers x width x seq per
+        # token (forward and backward, the whole T x T square even for the causal model).
+        cfg = json.load(open(f"{out}/config.json"))
+        attn = 12 * cfg["layers"] * cfg["width"] * rs[0]["seq"]
+        s["mfu_with_attention"] = (6 * s["params"] + attn) * s["tokens_per_s"] / peak
     summary["impls"][impl] = s
 lethe, ref = summary["impls"]["lethe"], summary["impls"]["pytorch-eager"]
 if card != "cpu" and not card.startswith("cpu:") and not lethe["device"].startswith("cuda"):
@@ -131,9 +137,9 @@ gpu = "mfu" in lethe
 r0 = runs[0]
 print(f"\n{r0['objective']} training, batch {r0['batch']} x seq {r0['seq']}, {lethe['params']/1e6:.1f}M params, "
       f"{lethe['threads']} threads, on {card}")
-print(f"{'impl':<15}{'tokens/s':>12}{'best tok/s':>12}{'step ms':>10}" + (f"{'MFU':>8}" if gpu else ""))
+print(f"{'impl':<15}{'tokens/s':>12}{'best tok/s':>12}{'step ms':>10}" + (f"{'MFU':>8}{'+attn':>8}" if gpu else ""))
 for name, s in (("lethe", lethe), ("pytorch-eager", ref)):
     print(f"{name:<15}{s['tokens_per_s']:>12.0f}{s['best_tokens_per_s']:>12.0f}{s['median_step_ms']:>10.0f}"
-          + (f"{100 * s['mfu']:>7.1f}%" if gpu else ""))
+          + (f"{100 * s['mfu']:>7.1f}%{100 * s['mfu_with_attention']:>7.1f}%" if gpu else ""))
 print(f"{'ratio':<15}{summary['ratio']:>12.3f}{summary['best_ratio']:>12.3f}   (Lethe / PyTorch; >= 1 is the goal)")
 EOF

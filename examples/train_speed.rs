@@ -2,8 +2,9 @@
 //! runs `bench/reference.py bench` (PyTorch eager) on the same shapes and compares the two.
 //!
 //! Prints one JSON line with the same keys as the reference's. Each step is what the trainer does: draw a
-//! mask plan, forward and loss (under bf16 autocast on CUDA), backward, AdamW (β 0.9/0.95, weight decay
-//! 0.1 on matrices), and read the loss back. Warmup steps are not timed.
+//! mask plan, forward and loss (under bf16 autocast on CUDA), backward, gradient clipping at norm 1.0 and
+//! the trainer's own AdamW (`lethe::train::optim`, β 0.9/0.95, weight decay 0.1 on matrices), then read
+//! the loss and the gradient norm back. Warmup steps are not timed.
 //!
 //! `cargo build --release --example train_speed` builds `target/release/examples/train_speed`.
 
@@ -12,9 +13,9 @@ use std::time::Instant;
 use clap::Parser;
 use lethe::model::{
     ar_loss, autocast_bf16, diffusion_loss, MaskPlan, MaskRng, MaskSchedule, ModelConfig, ModelOverrides,
-    Transformer, NO_DECAY_GROUP,
+    Transformer,
 };
-use tch::nn::OptimizerConfig;
+use lethe::train::optim::AdamW;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Parser)]
@@ -88,15 +89,7 @@ fn main() -> anyhow::Result<()> {
     let cuda = device.is_cuda();
     tch::manual_seed(a.seed as i64);
     let model = Transformer::new(&config, device)?;
-    let mut opt = tch::nn::AdamW {
-        beta1: 0.9,
-        beta2: 0.95,
-        wd: 0.1,
-        eps: 1e-8,
-        amsgrad: false,
-    }
-    .build(model.var_store(), a.lr)?;
-    opt.set_weight_decay_group(NO_DECAY_GROUP, 0.0);
+    let mut opt = AdamW::new(model.var_store(), 0.9, 0.95, 0.1);
     let mask_id = config.vocab - 1;
     // AR reads seq + 1 tokens to train on seq positions, so both objectives push batch × seq positions.
     let width = a.seq + i64::from(ar);
@@ -106,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         random_length_prob: 0.0,
     };
     let mut rng = MaskRng::new(a.seed);
-    let (mut losses, mut times) = (Vec::new(), Vec::new());
+    let (mut losses, mut norms, mut times) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..a.warmup + a.steps {
         if cuda {
             tch::Cuda::synchronize(0);
@@ -122,8 +115,10 @@ fn main() -> anyhow::Result<()> {
         });
         opt.zero_grad();
         loss.backward();
-        opt.step();
-        losses.push(loss.double_value(&[])); // a device sync, as the reference's loss.item()
+        let norm = opt.step(a.lr, Some(1.0));
+        // Device syncs, as the reference's loss.item() and norm.item().
+        losses.push(loss.double_value(&[]));
+        norms.push(norm.double_value(&[]));
         times.push(start.elapsed().as_secs_f64());
     }
     let timed: f64 = times[a.warmup..].iter().sum();
@@ -143,6 +138,7 @@ fn main() -> anyhow::Result<()> {
         "step_times_ms": times[a.warmup..].iter().map(|t| 1000.0 * t).collect::<Vec<_>>(),
         "loss_first": losses.first(),
         "loss_last": losses.last(),
+        "grad_norm_last": norms.last(),
     });
     println!("{report}");
     Ok(())

@@ -15,6 +15,7 @@ use std::os::raw::c_char;
 
 const DEVICE_CUDA: c_char = 1;
 const SCALAR_BFLOAT16: c_char = 15;
+const SCALAR_HALF: c_char = 5;
 
 extern "C" {
     #[link_name = "_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb"]
@@ -62,6 +63,26 @@ pub fn autocast_bf16<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// The dtype CUDA autocast casts matrix-multiply inputs to on this thread, when it is on: what
+/// [`autocast_bf16`] set up (bf16), or libtorch's own setting if someone else enabled it.
+pub fn cuda_autocast_kind() -> Option<tch::Kind> {
+    // SAFETY: plain getters of thread-local state; see the module doc.
+    let (enabled, dtype) = unsafe {
+        (
+            at_is_autocast_enabled(DEVICE_CUDA),
+            at_get_autocast_dtype(DEVICE_CUDA),
+        )
+    };
+    if !enabled {
+        return None;
+    }
+    match dtype {
+        SCALAR_BFLOAT16 => Some(tch::Kind::BFloat16),
+        SCALAR_HALF => Some(tch::Kind::Half),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,8 +99,13 @@ mod tests {
             at_set_autocast_dtype(DEVICE_CUDA, before);
             assert_eq!(at_get_autocast_dtype(DEVICE_CUDA), before);
             assert!(!at_is_autocast_enabled(DEVICE_CUDA));
+            assert_eq!(cuda_autocast_kind(), None);
             at_set_autocast_enabled(DEVICE_CUDA, true);
             assert!(at_is_autocast_enabled(DEVICE_CUDA));
+            assert_eq!(cuda_autocast_kind(), Some(tch::Kind::Half));
+            at_set_autocast_dtype(DEVICE_CUDA, SCALAR_BFLOAT16);
+            assert_eq!(cuda_autocast_kind(), Some(tch::Kind::BFloat16));
+            at_set_autocast_dtype(DEVICE_CUDA, before);
             at_set_autocast_enabled(DEVICE_CUDA, false);
             assert!(!at_is_autocast_enabled(DEVICE_CUDA));
         }

@@ -27,6 +27,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{ConfigError, ModelConfig};
 use super::error::ModelError;
+use super::precision::cuda_autocast_kind;
 
 /// Optimizer group of the weight matrices and embeddings (weight decay applies).
 pub const DECAY_GROUP: usize = 0;
@@ -44,22 +45,46 @@ pub struct RmsNorm {
     weight: Tensor,
     dim: i64,
     eps: f64,
+    /// Whether only matrix multiplies read the output (the pre-attention, pre-MLP and final norms).
+    feeds_matmul: bool,
 }
 
 impl RmsNorm {
     pub fn new(vs: nn::Path, dim: i64, eps: f64) -> RmsNorm {
         let weight = vs.set_group(NO_DECAY_GROUP).ones("weight", &[dim]);
-        RmsNorm { weight, dim, eps }
+        RmsNorm {
+            weight,
+            dim,
+            eps,
+            feeds_matmul: false,
+        }
+    }
+
+    /// A norm whose output only matrix multiplies read. Under CUDA autocast it hands them its output
+    /// already in the autocast dtype: the residual stream is float32, and autocast would otherwise cast
+    /// the same normed tensor once per projection reading it (q, k and v; gate and up). The forward values
+    /// are the same bits; the projections' gradients are summed in bf16 before the one cast back.
+    pub fn before_matmul(vs: nn::Path, dim: i64, eps: f64) -> RmsNorm {
+        RmsNorm {
+            feeds_matmul: true,
+            ..RmsNorm::new(vs, dim, eps)
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
         // Under bf16 autocast the input arrives in bf16 while the gain is an f32 master weight; libtorch's
         // fused kernel needs both in one dtype and otherwise falls back to the slow composite path.
-        if x.kind() != self.weight.kind() {
+        let y = if x.kind() != self.weight.kind() {
             x.rms_norm([self.dim], Some(&self.weight.to_kind(x.kind())), self.eps)
         } else {
             x.rms_norm([self.dim], Some(&self.weight), self.eps)
+        };
+        if self.feeds_matmul && y.kind() == Kind::Float && y.device().is_cuda() {
+            if let Some(kind) = cuda_autocast_kind() {
+                return y.to_kind(kind);
+            }
         }
+        y
     }
 }
 
@@ -198,9 +223,9 @@ pub struct Block {
 impl Block {
     pub fn new(vs: nn::Path, c: &ModelConfig) -> Block {
         Block {
-            attn_norm: RmsNorm::new(&vs / "attn_norm", c.width, c.norm_eps),
+            attn_norm: RmsNorm::before_matmul(&vs / "attn_norm", c.width, c.norm_eps),
             attn: Attention::new(&vs / "attn", c),
-            mlp_norm: RmsNorm::new(&vs / "mlp_norm", c.width, c.norm_eps),
+            mlp_norm: RmsNorm::before_matmul(&vs / "mlp_norm", c.width, c.norm_eps),
             mlp: Mlp::new(&vs / "mlp", c),
         }
     }
@@ -247,7 +272,7 @@ impl Transformer {
         let blocks = (0..config.layers)
             .map(|i| Block::new(&root / "blocks" / i, config))
             .collect();
-        let norm = RmsNorm::new(&root / "norm", config.width, config.norm_eps);
+        let norm = RmsNorm::before_matmul(&root / "norm", config.width, config.norm_eps);
         let head = linear(&root / "head", config.width, config.vocab, INIT_STD);
         let rope = Rope::new(config, device);
         Ok(Transformer {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::corpus::tokenizer::MASK_ID;
 use crate::model::{
@@ -419,7 +419,9 @@ pub fn train(
     while state.step < cfg.total_steps && state.step < stop_at {
         let lr = cfg.schedule.lr(state.step);
         opt.zero_grad();
-        let mut step_loss = 0.0;
+        // The micro-batches' losses stay on the device until the step is queued: reading a loss waits
+        // for the device, and a wait before the optimizer would leave a GPU idle while it is launched.
+        let mut step_loss = Tensor::zeros([], (Kind::Float, device));
         for micro in 0..cfg.grad_accum {
             let from = (state.step_in_epoch as usize) * per_step + micro * cfg.batch_size;
             let idx = &order[from..from + cfg.batch_size];
@@ -444,15 +446,18 @@ pub fn train(
             });
             let scaled = &loss / cfg.grad_accum as f64;
             scaled.backward();
-            step_loss += loss.double_value(&[]) / cfg.grad_accum as f64;
+            step_loss += scaled.detach().to_kind(Kind::Float);
         }
+        let grad_norm = opt.step(lr, Some(cfg.grad_clip));
+        let (step_loss, grad_norm) = (step_loss.double_value(&[]), grad_norm.double_value(&[]));
+        // A non-finite loss also poisoned this step's update; nothing of it is checkpointed, so the run
+        // stops here and its last checkpoint stays the last good state.
         if !step_loss.is_finite() {
             return Err(TrainError::Stopped(format!(
                 "loss became {step_loss} at step {}; lower --lr",
                 state.step
             )));
         }
-        let grad_norm = opt.step(lr, Some(cfg.grad_clip));
         state.step += 1;
         state.step_in_epoch += 1;
         state.tokens_seen += tokens_per_step;
