@@ -503,9 +503,28 @@ fn a_stalled_worker_that_wakes_up_is_fenced_out_of_the_run_it_lost() {
         1
     );
     // Every recorded checkpoint is a file that is there, and the final one loads.
-    for c in shown["checkpoints"].as_array().unwrap() {
-        let file = data.join("runs").join(&run).join(c["file"].as_str().unwrap());
-        assert!(file.exists(), "{}", file.display());
+    let recorded: Vec<&str> = shown["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["file"].as_str().unwrap())
+        .collect();
+    let run_dir = data.join("runs").join(&run);
+    for file in &recorded {
+        assert!(run_dir.join(file).exists(), "{file}");
+    }
+    // And every checkpoint file there is recorded: the stalled worker took back what it wrote after it
+    // lost the run, and the holder removed anything else no record names.
+    let on_disk: Vec<String> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("checkpoint-"))
+        .collect();
+    for name in &on_disk {
+        assert!(
+            recorded.contains(&name.as_str()),
+            "{name} is no recorded checkpoint ({recorded:?})"
+        );
     }
     ok(lethe(&data, &["sample", "--run", &run, "--length", "8"]));
 }

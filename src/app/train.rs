@@ -2,7 +2,7 @@
 //! latest checkpoint. The loop itself runs on a thread of its own; its events come back here to become
 //! database rows and, through `progress`, whatever the face shows.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -497,6 +497,7 @@ impl App {
         let run_id = row.id.clone();
         let thread_cfg = cfg.clone();
         let file_tag = lock.tag.clone();
+        let own_tag = lock.tag.clone();
         let handle = std::thread::spawn(move || {
             let ctx = RunContext {
                 run_id,
@@ -601,7 +602,7 @@ impl App {
                             .runs()
                             .update(&row.id, "running", *step as i64, None, None)
                             .await?;
-                        self.prune_checkpoints(&row).await?;
+                        self.prune_checkpoints(&row, &own_tag).await?;
                     }
                 }
                 Ok(())
@@ -617,7 +618,15 @@ impl App {
             .map_err(|_| anyhow::anyhow!("the training thread panicked"));
         lock.release().await;
         if let Some(holder) = lost_to {
-            // The run belongs to another process now: leave its record, metrics and state to it.
+            // The run belongs to another process now: leave its record, metrics and state to it, and
+            // take back the checkpoint files this session wrote that it can no longer record.
+            match self.store.runs().checkpoints(&row.id).await {
+                Ok(recorded) => {
+                    let dir = self.config.data_dir.join(&row.directory);
+                    self.remove_unrecorded(&dir, &recorded, |tag| tag == own_tag);
+                }
+                Err(e) => tracing::warn!("cannot list run {}'s checkpoints to tidy up: {e}", row.id),
+            }
             anyhow::bail!(
                 "run {} is now trained by {holder}; this process lost its lock and stopped without recording more",
                 row.id
@@ -677,18 +686,43 @@ impl App {
         Ok(summary)
     }
 
-    /// Keeps the newest checkpoints of a run and deletes older ones, files first recorded last.
-    async fn prune_checkpoints(&self, row: &RunRow) -> anyhow::Result<()> {
-        let all = self.store.runs().checkpoints(&row.id).await?;
-        if all.len() <= KEEP_CHECKPOINTS {
-            return Ok(());
-        }
+    /// Keeps the newest checkpoints of a run and deletes older ones, records first, files after. Then
+    /// deletes the checkpoint files no record names that other sessions left (`own_tag` is the caller's:
+    /// its training thread may be writing the next one right now). Only the run's lock holder calls
+    /// this, so those sessions are dead or fenced out, and nothing they wrote can be recorded any more.
+    async fn prune_checkpoints(&self, row: &RunRow, own_tag: &str) -> anyhow::Result<()> {
+        let mut all = self.store.runs().checkpoints(&row.id).await?;
         let dir = self.config.data_dir.join(&row.directory);
-        for c in &all[..all.len() - KEEP_CHECKPOINTS] {
-            self.store.runs().remove_checkpoint(&row.id, c.step).await?;
-            let _ = std::fs::remove_file(dir.join(&c.file));
+        if all.len() > KEEP_CHECKPOINTS {
+            let old: Vec<_> = all.drain(..all.len() - KEEP_CHECKPOINTS).collect();
+            for c in &old {
+                self.store.runs().remove_checkpoint(&row.id, c.step).await?;
+                let _ = std::fs::remove_file(dir.join(&c.file));
+            }
         }
+        self.remove_unrecorded(&dir, &all, |tag| tag != own_tag);
         Ok(())
+    }
+
+    /// Deletes the checkpoint files in `dir` that none of `recorded` names and whose session tag
+    /// `chosen` picks. A file that cannot be listed or deleted is a warning, not an error: it only
+    /// costs disk space, and the next pruning tries again.
+    fn remove_unrecorded(&self, dir: &Path, recorded: &[CheckpointRow], chosen: impl Fn(&str) -> bool) {
+        let names: Vec<&str> = recorded.iter().map(|c| c.file.as_str()).collect();
+        let files = match train::checkpoint::unrecorded_files(dir, &names) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("cannot list {} for stray checkpoint files: {e}", dir.display());
+                return;
+            }
+        };
+        for f in files.into_iter().filter(|f| chosen(&f.tag)) {
+            match std::fs::remove_file(dir.join(&f.file)) {
+                Ok(()) => tracing::info!("removed {}, a checkpoint file no record names", f.file),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("cannot remove stray checkpoint file {}: {e}", f.file),
+            }
+        }
     }
 
     pub async fn runs_list(&self) -> anyhow::Result<Vec<RunRow>> {

@@ -175,6 +175,56 @@ pub fn file_name(step: u64, tag: &str) -> String {
     }
 }
 
+/// A checkpoint file in a run directory that no checkpoint record names: what a session left behind when
+/// it was killed between writing and recording, or when it lost the run's lock to another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrecorded {
+    pub file: String,
+    /// The writing session's tag ("" for files named before sessions had tags).
+    pub tag: String,
+}
+
+/// The checkpoint files in `dir` (sealed ones and the temporary files they are written as) that are not
+/// in `recorded`. Other files are never listed. A directory that does not exist holds none.
+pub fn unrecorded_files(dir: &Path, recorded: &[&str]) -> std::io::Result<Vec<Unrecorded>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let sealed = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .unwrap_or(&name);
+        let Some(tag) = checkpoint_tag(sealed) else {
+            continue;
+        };
+        if !recorded.contains(&sealed) || sealed != name {
+            out.push(Unrecorded {
+                tag: tag.to_string(),
+                file: name,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(out)
+}
+
+/// The session tag of a sealed checkpoint file name (`checkpoint-<9 digits>[-<tag>].sealed`), or `None`
+/// when the name is not one.
+fn checkpoint_tag(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("checkpoint-")?.strip_suffix(".sealed")?;
+    let (digits, tag) = match rest.split_once('-') {
+        Some((d, t)) if !t.is_empty() => (d, t),
+        Some(_) => return None,
+        None => (rest, ""),
+    };
+    (digits.len() == 9 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(tag)
+}
+
 /// A checkpoint file as written.
 #[derive(Debug, Clone)]
 pub struct Written {
@@ -249,4 +299,47 @@ pub fn read_sealed(path: &Path, run_id: &str, step: u64, key: &DataKey) -> Resul
         ))
     })?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unrecorded_files_are_the_checkpoint_files_no_record_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "checkpoint-000000010-aaaa1111.sealed",
+            "checkpoint-000000020-aaaa1111.sealed",
+            "checkpoint-000000020-bbbb2222.sealed",
+            ".checkpoint-000000030-bbbb2222.sealed.tmp",
+            "checkpoint-000000005.sealed",
+            "checkpoint-000000006.sealed",
+            "audit-plan-x.sealed",
+            "checkpoint-12.sealed",
+            "checkpoint-000000007-.sealed",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let recorded = [
+            "checkpoint-000000010-aaaa1111.sealed",
+            "checkpoint-000000020-aaaa1111.sealed",
+            "checkpoint-000000005.sealed",
+        ];
+        let found = unrecorded_files(dir.path(), &recorded).unwrap();
+        let pairs: Vec<(&str, &str)> = found.iter().map(|u| (u.file.as_str(), u.tag.as_str())).collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (".checkpoint-000000030-bbbb2222.sealed.tmp", "bbbb2222"),
+                ("checkpoint-000000006.sealed", ""),
+                ("checkpoint-000000020-bbbb2222.sealed", "bbbb2222"),
+            ]
+        );
+        assert_eq!(
+            unrecorded_files(&dir.path().join("missing"), &recorded).unwrap(),
+            vec![]
+        );
+    }
 }
