@@ -336,3 +336,101 @@ async fn locks_have_one_holder_until_they_expire(db: &TestDb) {
     store.close().await;
 }
 on_both_engines!(named_locks, super::locks_have_one_holder_until_they_expire);
+
+/// PostgreSQL over TLS. The test server runs Debian's default `ssl = on` with its snakeoil certificate,
+/// issued to `localhost`. The URL's `sslmode` decides, as with libpq; the store says how its connection
+/// is carried; `verify-full` checks the name, `verify-ca` the issuer; a TLS file that is missing or holds
+/// no certificate is a clear error.
+#[tokio::test]
+async fn postgres_connections_are_encrypted_and_verified_as_the_url_asks() {
+    let db = TestDb::postgres().await;
+    let store = db.open().await;
+    let setting = |name: &'static str| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, String>(&format!("SHOW {name}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        setting("ssl").await,
+        "on",
+        "the test server must offer TLS (Debian's default)"
+    );
+    let cert = setting("ssl_cert_file").await;
+    store.close().await;
+    let by_name = db.url.replacen("127.0.0.1", "localhost", 1);
+    let verify = |mode: &str, url: &str, ca: &str| format!("{url}?sslmode={mode}&sslrootcert={ca}");
+    for (url, want) in [
+        (format!("{by_name}?sslmode=disable"), "in clear"),
+        (format!("{by_name}?sslmode=require"), "TLS (TLSv1."),
+        (by_name.clone(), "TLS (TLSv1."),
+        (verify("verify-full", &by_name, &cert), "TLS (TLSv1."),
+    ] {
+        let s = Store::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let t = s.transport().await.unwrap();
+        assert!(t.starts_with(want), "{url}: {t}");
+        s.close().await;
+    }
+    // verify-full checks the name: the certificate names localhost, not 127.0.0.1.
+    let by_addr = db.url.replacen("localhost", "127.0.0.1", 1);
+    let err = Store::connect(&verify("verify-full", &by_addr, &cert))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not valid for name"), "{err}");
+    // Files: missing, or holding no certificate.
+    let tmp = tempfile::tempdir().unwrap();
+    let err = Store::connect(&verify("verify-ca", &by_name, "/no/such/ca.pem"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sslrootcert /no/such/ca.pem: cannot be read"),
+        "{err}"
+    );
+    let garbage = tmp.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let err = Store::connect(&verify("verify-ca", &by_name, &garbage.display().to_string()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+
+    // verify-ca checks the issuer. The driver trusts the system's roots besides `sslrootcert`, and on
+    // Debian those include the snakeoil certificate itself; `SSL_CERT_FILE` narrows them to one file
+    // (docs/deploy.md), so `lethe doctor` runs in a child process with trust limited to another CA.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other_ca = tmp.path().join("other-ca.pem");
+    std::fs::write(&other_ca, other.cert.pem()).unwrap();
+    let data = tmp.path().join("data");
+    common::ok(common::lethe(&data, &["init"]));
+    let doctor = |ca: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--database-url",
+                &verify("verify-ca", &by_name, &ca.display().to_string()),
+            ])
+            .arg("doctor")
+            .env("SSL_CERT_FILE", &other_ca)
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("LETHE_DATABASE_URL")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = doctor(&other_ca);
+    assert!(
+        refused.contains("FAILS") && refused.contains("invalid peer certificate"),
+        "{refused}"
+    );
+    let accepted = doctor(std::path::Path::new(&cert));
+    assert!(accepted.contains(" answers ("), "{accepted}");
+    assert!(accepted.contains("db connection      TLS (TLSv1."), "{accepted}");
+}

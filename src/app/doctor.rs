@@ -30,6 +30,8 @@ pub struct DatabaseCheck {
     pub url: String,
     pub answers: bool,
     pub server_version: Option<String>,
+    /// How the connection is carried: "local file" (SQLite), "TLS (…)" or "in clear" (PostgreSQL).
+    pub transport: Option<String>,
     pub migrations_applied: Option<usize>,
     pub migrations_known: Option<usize>,
     pub error: Option<String>,
@@ -119,12 +121,30 @@ pub async fn run(globals: &Globals) -> anyhow::Result<DoctorReport> {
     })
 }
 
+/// Whether a PostgreSQL URL's server is this host (loopback or a Unix socket), where a connection in clear
+/// crosses no network.
+fn db_host_is_local(url: &str) -> bool {
+    let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
+        return true;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    let socket_param = url.contains("host=/") || url.contains("host=%2F");
+    host.is_empty() || socket_param || matches!(host, "localhost" | "::1") || host.starts_with("127.")
+}
+
 async fn check_database(url: &str) -> DatabaseCheck {
     let mut check = DatabaseCheck {
         engine: Engine::of_url(url).ok(),
         url: crate::store::redact_url(url),
         answers: false,
         server_version: None,
+        transport: None,
         migrations_applied: None,
         migrations_known: None,
         error: None,
@@ -143,6 +163,12 @@ async fn check_database(url: &str) -> DatabaseCheck {
             check.server_version = Some(v);
         }
         Err(e) => check.error = Some(e.to_string()),
+    }
+    if check.answers {
+        match store.transport().await {
+            Ok(t) => check.transport = Some(t),
+            Err(e) => check.error = Some(e.to_string()),
+        }
     }
     if let Ok((known, applied)) = store.migration_status().await {
         check.migrations_known = Some(known);
@@ -201,6 +227,14 @@ impl DoctorReport {
                 (None, None) => format!("{} did not answer", db.url),
             },
         );
+        if let Some(t) = &db.transport {
+            let advice = if t == "in clear" && !db_host_is_local(&db.url) {
+                " (across a network: add sslmode=verify-full&sslrootcert=CA.pem to the URL)"
+            } else {
+                ""
+            };
+            line("db connection", format!("{t}{advice}"));
+        }
         for (name, k) in [
             ("master key", &self.master_key),
             ("signing key", &self.signing_key),
@@ -221,5 +255,31 @@ impl DoctorReport {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_host_is_local_on_loopback_or_a_socket_only() {
+        for url in [
+            "postgres://lethe:***@127.0.0.1:5432/lethe",
+            "postgres://localhost/lethe",
+            "postgres://[::1]:5432/lethe",
+            "postgres:///lethe?host=/run/postgresql",
+            "postgres://u@127.0.1.1/x?sslmode=disable",
+        ] {
+            assert!(db_host_is_local(url), "{url}");
+        }
+        for url in [
+            "postgres://lethe:***@db.internal:5432/lethe",
+            "postgres://10.0.0.5/lethe",
+            "postgres://[fd00::5]:5432/lethe",
+            "postgres://u@pg/x?application_name=localhost",
+        ] {
+            assert!(!db_host_is_local(url), "{url}");
+        }
     }
 }

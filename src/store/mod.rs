@@ -47,6 +47,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot open database {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
+    #[error("database URL {url}: {problem}")]
+    TlsFile { url: String, problem: String },
     #[error("cannot apply database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error while {context}: {source}")]
@@ -116,6 +118,73 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Checks the files a PostgreSQL URL names for TLS (`sslrootcert`, `sslcert`, `sslkey`) before the driver
+/// sees them: its own errors do not say which file is missing, and it silently ignores a root
+/// certificate file that holds no certificate (verifying against the system's roots alone).
+fn check_tls_files(url: &str) -> Result<(), StoreError> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    let problem = |problem: String| StoreError::TlsFile {
+        url: redact_url(url),
+        problem,
+    };
+    for pair in query.split('&') {
+        let Some((key, value)) = pair.split_once('=') else {
+            continue;
+        };
+        if !matches!(key, "sslrootcert" | "sslcert" | "sslkey") {
+            continue;
+        }
+        let path = percent_decode(value);
+        let bytes =
+            std::fs::read(&path).map_err(|e| problem(format!("{key} {path}: cannot be read: {e}")))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let wanted = if key == "sslkey" {
+            "PRIVATE KEY-----"
+        } else {
+            "-----BEGIN CERTIFICATE-----"
+        };
+        if !text.contains(wanted) {
+            return Err(problem(format!(
+                "{key} {path} holds no PEM {}",
+                if key == "sslkey" {
+                    "private key"
+                } else {
+                    "certificate"
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A URL query value decoded as the driver decodes it (`%XX` escapes, `+` for a space); anything
+/// malformed is kept as written.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+            continue;
+        }
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A handle on the database: cheap to clone (the pool is reference counted).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -130,6 +199,9 @@ impl Store {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let engine = Engine::of_url(url)?;
+        if engine == Engine::Postgres {
+            check_tls_files(url)?;
+        }
         // One direct connection first: a pool that cannot connect reports only "timed out", while the
         // driver's own error says why (refused, unknown host, bad password, unknown database).
         let probe = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(url))
@@ -211,6 +283,30 @@ impl Store {
             .map_err(StoreError::query("checking the connection"))?;
         row.try_get::<String, _>("v")
             .map_err(StoreError::query("reading the server version"))
+    }
+
+    /// How this store's connections reach the database: `"local file"` for SQLite; for PostgreSQL
+    /// `"TLS (<version>, <cipher>)"` or `"in clear"`, as the server sees the connection that answers
+    /// (`pg_stat_ssl`). The URL chooses, as with libpq: `sslmode=disable|prefer|require|verify-ca|
+    /// verify-full`, the default `prefer` taking TLS when the server offers it, and `sslrootcert=FILE`
+    /// naming the CA that must have signed the server's certificate (else the system's roots).
+    pub async fn transport(&self) -> Result<String, StoreError> {
+        if self.engine == Engine::Sqlite {
+            return Ok("local file".into());
+        }
+        let row = sqlx::query(
+            "SELECT CASE WHEN ssl THEN 'TLS (' || COALESCE(version, '?') || ', ' || COALESCE(cipher, '?') || ')' \
+             ELSE 'in clear' END AS t FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query("asking how the connection is carried"))?;
+        match row {
+            Some(row) => row
+                .try_get::<String, _>("t")
+                .map_err(StoreError::query("reading how the connection is carried")),
+            None => Ok("unknown (the server does not list this connection in pg_stat_ssl)".into()),
+        }
     }
 
     pub fn engine(&self) -> Engine {
@@ -319,6 +415,51 @@ mod tests {
     fn ids_do_not_repeat() {
         let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_id("x")).collect();
         assert_eq!(ids.len(), 10_000);
+    }
+
+    #[test]
+    fn tls_files_in_a_postgres_url_must_exist_and_hold_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("ca cert.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let key = dir.path().join("client.key");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let base = "postgres://u:pw@db.internal/lethe?sslmode=verify-full";
+        let encoded = cert.display().to_string().replace(' ', "%20");
+        assert!(check_tls_files(&format!("{base}&sslrootcert={encoded}")).is_ok());
+        let plus = cert.display().to_string().replace(' ', "+");
+        assert!(check_tls_files(&format!("{base}&sslrootcert={plus}&sslkey={}", key.display())).is_ok());
+        assert!(check_tls_files("postgres://u@h/db").is_ok());
+
+        let err = check_tls_files(&format!("{base}&sslrootcert=/no/such/ca.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sslrootcert /no/such/ca.pem: cannot be read"),
+            "{err}"
+        );
+        assert!(
+            err.contains("u:***@db.internal"),
+            "the password stays hidden: {err}"
+        );
+        let err = check_tls_files(&format!("{base}&sslrootcert={}", garbage.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let err = check_tls_files(&format!("{base}&sslkey={}", cert.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds no PEM private key"), "{err}");
     }
 
     #[test]
