@@ -280,9 +280,6 @@ impl App {
         let params = super::audit_shards::request_params(&req);
         params.validate()?;
         let scanner = scanner(&req.rules, req.deny_list.as_ref())?;
-        if self.store.runs().checkpoints(&run.id).await?.is_empty() {
-            anyhow::bail!("run {} has no checkpoint yet; nothing to audit", run.id);
-        }
         let (model, cfg, tokenizer, latest) = self.load_run_model_at(&run.id, None).await?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let canaries = sealed

@@ -105,9 +105,6 @@ impl App {
             .map(|p| read(p, "rule pack"))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let deny_list = req.deny_list.as_ref().map(|p| read(p, "deny-list")).transpose()?;
-        if self.store.runs().checkpoints(&run.id).await?.is_empty() {
-            anyhow::bail!("run {} has no checkpoint yet; nothing to audit", run.id);
-        }
         let (model, cfg, tokenizer, checkpoint) = self.load_run_model_at(&run.id, None).await?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let cap = cfg.unique_tokens;
