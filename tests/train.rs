@@ -376,7 +376,7 @@ fn a_worker_stopped_by_sigterm_hands_its_job_back_at_once_and_another_finishes_i
         .arg(&data)
         .args(["--json", "worker"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -391,7 +391,12 @@ fn a_worker_stopped_by_sigterm_hands_its_job_back_at_once_and_another_finishes_i
         .unwrap()
         .success());
     let out = worker.wait_with_output().unwrap();
-    assert!(out.status.success(), "the worker exits cleanly on SIGTERM");
+    assert!(
+        out.status.success(),
+        "the worker exits cleanly on SIGTERM ({:?}); it said: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["handed_back"], serde_json::json!([job]));
 

@@ -160,6 +160,68 @@ impl RunLock {
     }
 }
 
+/// How many training threads this process runs, and a signal when one ends.
+static TRAINING_THREADS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Held by a training thread for as long as it runs.
+struct TrainingThread;
+
+impl TrainingThread {
+    fn enter() -> TrainingThread {
+        *TRAINING_THREADS.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        TrainingThread
+    }
+}
+
+impl Drop for TrainingThread {
+    fn drop(&mut self) {
+        let mut n = TRAINING_THREADS.0.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        TRAINING_THREADS.1.notify_all();
+    }
+}
+
+/// Waits up to `timeout` for this process's training threads to end; true when none is left.
+///
+/// A worker stopped on a signal drops the training it was awaiting, but the training thread runs on
+/// until its next step, when its progress has nowhere to go and it stops. The process must not exit
+/// before then: exiting runs libtorch's static destructors under a thread still inside libtorch, and
+/// the process dies with SIGSEGV instead of exiting cleanly (a test caught it).
+pub fn wait_for_training_threads(timeout: std::time::Duration) -> bool {
+    let n = TRAINING_THREADS.0.lock().unwrap_or_else(|e| e.into_inner());
+    let (n, _) = TRAINING_THREADS
+        .1
+        .wait_timeout_while(n, timeout, |n| *n > 0)
+        .unwrap_or_else(|e| e.into_inner());
+    *n == 0
+}
+
+/// After a stop on a signal: waits (up to a minute) for the training threads to reach their next step and
+/// end. Returns false, having said so on stderr, when one is still running; the caller then leaves with
+/// [`exit_skipping_destructors`] once it has written what it must.
+pub async fn wait_for_training_stop(who: &str) -> bool {
+    let waited =
+        tokio::task::spawn_blocking(|| wait_for_training_threads(std::time::Duration::from_secs(60)))
+            .await
+            .unwrap_or(false);
+    if !waited {
+        eprintln!("{who}: a training step is still running after a minute; leaving without waiting for it");
+    }
+    waited
+}
+
+/// Ends the process at once with `code`, without running exit handlers (libtorch's static destructors
+/// among them), for when a training thread may still be inside libtorch. Flushes stdout and stderr first.
+pub fn exit_skipping_destructors(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process; nothing runs after it. Every file Lethe writes is complete or
+    // renamed into place before it is recorded, and the job in hand was handed back already.
+    unsafe { libc::_exit(code) }
+}
+
 /// Whether a lock holder named `host-pid-tag` ran on this host in a process that is gone (or is now some
 /// other program under a reused pid).
 fn dead_here(holder: &str, host: &str) -> bool {
@@ -498,7 +560,9 @@ impl App {
         let thread_cfg = cfg.clone();
         let file_tag = lock.tag.clone();
         let own_tag = lock.tag.clone();
+        let running = TrainingThread::enter();
         let handle = std::thread::spawn(move || {
+            let _running = running;
             let ctx = RunContext {
                 run_id,
                 dir,

@@ -691,6 +691,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 memory_gb.map(|g| (g * (1u64 << 30) as f64) as i64),
             )?;
             let mut r = app::worker::WorkerReport::default();
+            let mut training_left = false;
             // On SIGTERM or Ctrl-C the job in hand goes back to the queue at once, for another worker
             // to resume from its last checkpoint, instead of waiting out the lease.
             tokio::select! {
@@ -698,16 +699,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ = crate::server::shutdown_signal() => {
                     r.handed_back = app.stop_worker(&opts.name).await?;
                     eprintln!("worker {}: stopping on a signal; handed back {} job(s)", opts.name, r.handed_back.len());
+                    training_left = !app::train::wait_for_training_stop(&opts.name).await;
                 }
             };
-            emit(cli.json, &r, || {
+            let written = emit(cli.json, &r, || {
                 format!(
                     "worker {}: {} job(s) succeeded, {} failed\n",
                     r.worker,
                     r.succeeded.len(),
                     r.failed.len()
                 )
-            })
+            });
+            if training_left && written.is_ok() {
+                app::train::exit_skipping_destructors(0);
+            }
+            written
         }
         Command::Workers { all } => {
             let app = App::open(&globals).await?;

@@ -278,6 +278,9 @@ pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()>
                 back.len()
             );
         }
+        if !crate::app::train::wait_for_training_stop("lethe serve").await && result.is_ok() {
+            crate::app::train::exit_skipping_destructors(0);
+        }
     }
     result.context("the server stopped")
 }
