@@ -122,20 +122,20 @@ pub async fn run(globals: &Globals) -> anyhow::Result<DoctorReport> {
 }
 
 /// Whether a PostgreSQL URL's server is this host (loopback or a Unix socket), where a connection in clear
-/// crosses no network.
+/// crosses no network. The URL is read by the driver's own parser (`host`/`hostaddr` parameters and
+/// sockets included); one it cannot read is not judged.
 fn db_host_is_local(url: &str) -> bool {
-    let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
+    let Ok(opts) = url.parse::<sqlx::postgres::PgConnectOptions>() else {
         return true;
     };
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    let socket_param = url.contains("host=/") || url.contains("host=%2F");
-    host.is_empty() || socket_param || matches!(host, "localhost" | "::1") || host.starts_with("127.")
+    if opts.get_socket().is_some() {
+        return true;
+    }
+    let host = opts.get_host().trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host == "localhost" || host.starts_with('/'),
+    }
 }
 
 async fn check_database(url: &str) -> DatabaseCheck {

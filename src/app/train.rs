@@ -188,7 +188,7 @@ impl Drop for TrainingThread {
 /// until its next step, when its progress has nowhere to go and it stops. The process must not exit
 /// before then: exiting runs libtorch's static destructors under a thread still inside libtorch, and
 /// the process dies with SIGSEGV instead of exiting cleanly (a test caught it).
-pub fn wait_for_training_threads(timeout: std::time::Duration) -> bool {
+fn wait_for_training_threads(timeout: std::time::Duration) -> bool {
     let n = TRAINING_THREADS.0.lock().unwrap_or_else(|e| e.into_inner());
     let (n, _) = TRAINING_THREADS
         .1
@@ -220,6 +220,27 @@ pub fn exit_skipping_destructors(code: i32) -> ! {
     // SAFETY: `_exit` ends the process; nothing runs after it. Every file Lethe writes is complete or
     // renamed into place before it is recorded, and the job in hand was handed back already.
     unsafe { libc::_exit(code) }
+}
+
+/// Deletes the checkpoint files in `dir` that none of `recorded` names and whose session tag
+/// `chosen` picks. A file that cannot be listed or deleted is a warning, not an error: it only
+/// costs disk space, and the next pruning tries again.
+fn remove_unrecorded(dir: &Path, recorded: &[CheckpointRow], chosen: impl Fn(&str) -> bool) {
+    let names: Vec<&str> = recorded.iter().map(|c| c.file.as_str()).collect();
+    let files = match train::checkpoint::unrecorded_files(dir, &names) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("cannot list {} for stray checkpoint files: {e}", dir.display());
+            return;
+        }
+    };
+    for f in files.into_iter().filter(|f| chosen(&f.tag)) {
+        match std::fs::remove_file(dir.join(&f.file)) {
+            Ok(()) => tracing::info!("removed {}, a checkpoint file no record names", f.file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove stray checkpoint file {}: {e}", f.file),
+        }
+    }
 }
 
 /// Whether a lock holder named `host-pid-tag` ran on this host in a process that is gone (or is now some
@@ -687,7 +708,7 @@ impl App {
             match self.store.runs().checkpoints(&row.id).await {
                 Ok(recorded) => {
                     let dir = self.config.data_dir.join(&row.directory);
-                    self.remove_unrecorded(&dir, &recorded, |tag| tag == own_tag);
+                    remove_unrecorded(&dir, &recorded, |tag| tag == own_tag);
                 }
                 Err(e) => tracing::warn!("cannot list run {}'s checkpoints to tidy up: {e}", row.id),
             }
@@ -764,29 +785,8 @@ impl App {
                 let _ = std::fs::remove_file(dir.join(&c.file));
             }
         }
-        self.remove_unrecorded(&dir, &all, |tag| tag != own_tag);
+        remove_unrecorded(&dir, &all, |tag| tag != own_tag);
         Ok(())
-    }
-
-    /// Deletes the checkpoint files in `dir` that none of `recorded` names and whose session tag
-    /// `chosen` picks. A file that cannot be listed or deleted is a warning, not an error: it only
-    /// costs disk space, and the next pruning tries again.
-    fn remove_unrecorded(&self, dir: &Path, recorded: &[CheckpointRow], chosen: impl Fn(&str) -> bool) {
-        let names: Vec<&str> = recorded.iter().map(|c| c.file.as_str()).collect();
-        let files = match train::checkpoint::unrecorded_files(dir, &names) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!("cannot list {} for stray checkpoint files: {e}", dir.display());
-                return;
-            }
-        };
-        for f in files.into_iter().filter(|f| chosen(&f.tag)) {
-            match std::fs::remove_file(dir.join(&f.file)) {
-                Ok(()) => tracing::info!("removed {}, a checkpoint file no record names", f.file),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!("cannot remove stray checkpoint file {}: {e}", f.file),
-            }
-        }
     }
 
     pub async fn runs_list(&self) -> anyhow::Result<Vec<RunRow>> {

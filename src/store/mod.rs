@@ -122,67 +122,30 @@ pub fn redact_url(url: &str) -> String {
 /// sees them: its own errors do not say which file is missing, and it silently ignores a root
 /// certificate file that holds no certificate (verifying against the system's roots alone).
 fn check_tls_files(url: &str) -> Result<(), StoreError> {
-    let Some((_, query)) = url.split_once('?') else {
+    // A URL that does not parse is the driver's to report.
+    let Ok(parsed) = url::Url::parse(url) else {
         return Ok(());
     };
     let problem = |problem: String| StoreError::TlsFile {
         url: redact_url(url),
         problem,
     };
-    for pair in query.split('&') {
-        let Some((key, value)) = pair.split_once('=') else {
-            continue;
+    // The query decoded and the parameter names (aliases included) read as the driver reads them.
+    for (key, path) in parsed.query_pairs() {
+        let (wanted, what) = match &*key {
+            "sslrootcert" | "ssl-root-cert" | "ssl-ca" | "sslcert" | "ssl-cert" => {
+                ("-----BEGIN CERTIFICATE-----", "certificate")
+            }
+            "sslkey" | "ssl-key" => ("PRIVATE KEY-----", "private key"),
+            _ => continue,
         };
-        if !matches!(key, "sslrootcert" | "sslcert" | "sslkey") {
-            continue;
-        }
-        let path = percent_decode(value);
         let bytes =
-            std::fs::read(&path).map_err(|e| problem(format!("{key} {path}: cannot be read: {e}")))?;
-        let text = String::from_utf8_lossy(&bytes);
-        let wanted = if key == "sslkey" {
-            "PRIVATE KEY-----"
-        } else {
-            "-----BEGIN CERTIFICATE-----"
-        };
-        if !text.contains(wanted) {
-            return Err(problem(format!(
-                "{key} {path} holds no PEM {}",
-                if key == "sslkey" {
-                    "private key"
-                } else {
-                    "certificate"
-                }
-            )));
+            std::fs::read(&*path).map_err(|e| problem(format!("{key} {path}: cannot be read: {e}")))?;
+        if !String::from_utf8_lossy(&bytes).contains(wanted) {
+            return Err(problem(format!("{key} {path} holds no PEM {what}")));
         }
     }
     Ok(())
-}
-
-/// A URL query value decoded as the driver decodes it (`%XX` escapes, `+` for a space); anything
-/// malformed is kept as written.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'+' {
-            out.push(b' ');
-            i += 1;
-            continue;
-        }
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A handle on the database: cheap to clone (the pool is reference counted).
