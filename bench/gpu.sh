@@ -2,7 +2,8 @@
 # Everything a GPU host must show, in one go (GPU time is scarce): libtorch's CUDA part really linked and a
 # device seen (`lethe doctor`), Lethe against PyTorch eager training the `base` preset in bf16 (tokens/s,
 # ratio, MFU; diffusion at batch 32 and 64, AR at 32), where a training step's GPU time goes (the
-# reference under torch.profiler, by kind of kernel), the extraction sampler at `base` against PyTorch
+# reference under torch.profiler, by kind of kernel), the reference under torch.compile (what fusion would
+# buy, a peer libtorch cannot follow), the extraction sampler at `base` against PyTorch
 # (prefixes/s), and Lethe's own trainer end to end on CUDA (ingest, a tiny diffusion run, sampling).
 # Meant to finish in about 5 minutes on an H100.
 #
@@ -50,6 +51,11 @@ for objective in diffusion ar; do
         >"$out/profile-$objective.run.json" || echo "profile of $objective failed"
 done
 
+echo "== 3b. what kernel fusion buys: the reference under torch.compile (fused AdamW), diffusion, batch 32"
+timeout 240 "$py" "$here/reference.py" bench --config "$out/config-base.json" --objective diffusion --batch 32 \
+    --seq 1024 --steps 20 --warmup 5 --device cuda --compile >"$out/compile-diffusion-32.json" \
+    || echo "torch.compile run failed or timed out"
+
 echo "== 4. extraction sampler: Lethe vs PyTorch eager, base preset, 1024 prompts of 50 -> 50, batch 256"
 LETHE_BENCH_BIN="$bins/sample_speed" LETHE_PYTHON="$py" "$here/sample_speed.sh" --out /tmp/sample-base
 cp /tmp/sample-base/summary.json "$out/sample-base.json" 2>/dev/null || true
@@ -82,6 +88,13 @@ for run in ("diffusion-32", "ar-32", "diffusion-64"):
     print(f"training {run:<13} lethe {l['tokens_per_s']:>9.0f} tok/s MFU {100 * l.get('mfu', 0):.1f}% "
           f"(+attn {100 * l.get('mfu_with_attention', 0):.1f}%) | pytorch {r['tokens_per_s']:>9.0f} tok/s "
           f"MFU {100 * r.get('mfu', 0):.1f}% | ratio {s['ratio']:.3f} | {s['card']}")
+c = load("compile-diffusion-32.json")
+if c:
+    peak = float(os.environ.get("LETHE_PEAK_FLOPS", "790e12"))
+    print(f"training diffusion-32 pytorch-compile {c['tokens_per_s']:>9.0f} tok/s "
+          f"MFU {100 * 6 * c['params'] * c['tokens_per_s'] / peak:.1f}% | {c['device_name']}")
+else:
+    print("training diffusion-32 pytorch-compile: no result")
 for objective in ("diffusion", "ar"):
     p = load(f"profile-{objective}.json")
     if not p:

@@ -113,14 +113,18 @@ impl Rope {
         }
     }
 
-    /// Rotates `x` of shape `[batch, heads, time, head_dim]`; position `p` is column `p` of the window.
+    /// Rotates `x` of shape `[batch, time, heads, head_dim]`; position `p` is row `p` of the window.
+    ///
+    /// It works on the projections' own layout, before heads are moved to the front for attention: on a
+    /// transposed view the halves are strided and every multiply takes libtorch's slow strided kernel
+    /// (an H200 spent 7% more time on the attention block that way; `bench/attention_variants.py`).
     pub fn apply(&self, x: &Tensor) -> Tensor {
-        let (t, hd) = (x.size()[2], x.size()[3]);
+        let (t, hd) = (x.size()[1], x.size()[3]);
         let half = hd / 2;
         // Cast the tables to the activations' dtype (bf16 under autocast): mixing f32 tables with bf16
-        // activations would silently promote q and k to f32.
-        let cos = self.cos.narrow(0, 0, t).to_kind(x.kind());
-        let sin = self.sin.narrow(0, 0, t).to_kind(x.kind());
+        // activations would silently promote q and k to f32. `[time, 1, half]` broadcasts over heads.
+        let cos = self.cos.narrow(0, 0, t).unsqueeze(1).to_kind(x.kind());
+        let sin = self.sin.narrow(0, 0, t).unsqueeze(1).to_kind(x.kind());
         let x1 = x.narrow(3, 0, half);
         let x2 = x.narrow(3, half, half);
         Tensor::cat(&[&x1 * &cos - &x2 * &sin, &x2 * &cos + &x1 * &sin], 3)
@@ -177,10 +181,13 @@ impl Attention {
     pub fn forward(&self, x: &Tensor, rope: &Rope, attn_mask: Option<&Tensor>) -> Tensor {
         let (b, t, d) = x.size3().expect("attention input is [batch, time, width]");
         let split = |y: Tensor| y.view([b, t, self.heads, self.head_dim]);
-        let q = self.q_norm.forward(&split(self.wq.forward(x))).transpose(1, 2);
-        let k = self.k_norm.forward(&split(self.wk.forward(x))).transpose(1, 2);
+        let q = rope
+            .apply(&self.q_norm.forward(&split(self.wq.forward(x))))
+            .transpose(1, 2);
+        let k = rope
+            .apply(&self.k_norm.forward(&split(self.wk.forward(x))))
+            .transpose(1, 2);
         let v = split(self.wv.forward(x)).transpose(1, 2);
-        let (q, k) = (rope.apply(&q), rope.apply(&k));
         let is_causal = self.causal && attn_mask.is_none();
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, attn_mask, 0.0, is_causal, None, false);
         self.wo.forward(&y.transpose(1, 2).reshape([b, t, d]))
