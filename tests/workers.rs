@@ -44,6 +44,19 @@ fn killed_workers_stderr(workers: &mut [&mut Child]) -> String {
     out
 }
 
+/// Waits (up to a minute) until a worker has registered.
+fn wait_for_a_live_worker(data: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while json(&ok(lethe(data, &["--json", "workers"])))
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the worker never registered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn jobs(data: &Path) -> Vec<serde_json::Value> {
     json(&ok(lethe(data, &["--json", "jobs", "list", "--limit", "500"])))
         .as_array()
@@ -382,15 +395,7 @@ fn jobs_wait_for_a_worker_that_has_what_they_need_and_say_so() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while json(&ok(lethe(&data, &["--json", "workers"])))
-        .as_array()
-        .unwrap()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the worker never registered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_a_live_worker(&data);
     std::thread::sleep(Duration::from_secs(2));
     let shown = String::from_utf8(ok(lethe(&data, &["jobs", "show", &gpu_job])).stdout).unwrap();
     assert!(
@@ -549,4 +554,54 @@ fn a_stalled_worker_that_wakes_up_is_fenced_out_of_the_run_it_lost() {
         );
     }
     ok(lethe(&data, &["sample", "--run", &run, "--length", "8"]));
+}
+
+/// A worker started before `lethe keys rotate` runs jobs after it: it reads the rotated key ring
+/// instead of failing on keys re-wrapped under a version it never loaded, and wraps new keys under the
+/// new version.
+#[test]
+fn a_worker_started_before_a_key_rotation_works_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = common::ingested(tmp.path(), 30, 5, &["--vocab", "512", "--holdout", "0.1"]);
+    let mut w = worker(&data);
+    wait_for_a_live_worker(&data);
+    let rotated = json(&ok(lethe(&data, &["keys", "rotate", "--json"])));
+    assert_eq!(rotated["new_version"], 2, "{rotated:#}");
+
+    let mut args = vec!["--json", "train", "--queue", "--corpus", "kb", "--max-steps", "2"];
+    args.extend_from_slice(MICRO);
+    let job = json(&ok(lethe(&data, &args)))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let j = loop {
+        let j = json(&ok(lethe(&data, &["--json", "jobs", "show", &job])));
+        if j["state"] != "running" && j["state"] != "queued" {
+            break j;
+        }
+        if Instant::now() > deadline {
+            let stderr = killed_workers_stderr(&mut [&mut w]);
+            panic!("the job never finished: {j:#}\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if j["state"] != "succeeded" {
+        let stderr = killed_workers_stderr(&mut [&mut w]);
+        panic!("the job did not succeed: {j:#}\n{stderr}");
+    }
+    // The run's new data key is wrapped by version 2 like every other key: version 1 wraps nothing.
+    let keys = json(&ok(lethe(&data, &["keys", "list", "--json"])));
+    let v1 = keys["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == 1)
+        .unwrap();
+    assert_eq!(v1["wraps"], 0, "{keys:#}");
+    Command::new("kill")
+        .args(["-TERM", &w.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(w.wait().unwrap().success());
 }

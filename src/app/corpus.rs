@@ -44,7 +44,7 @@ impl App {
     /// naming the data key and both master key versions.
     pub async fn corpus_key(&self, row: &CorpusRow) -> anyhow::Result<DataKey> {
         let key_row = self.store.corpora().data_key(&row.data_key_id).await?;
-        unwrap_data_key(&self.keys, &key_row).with_context(|| {
+        unwrap_data_key(&self.keys(), &key_row).with_context(|| {
             format!(
                 "cannot unlock corpus {:?} (data key {})",
                 row.name, row.data_key_id
@@ -114,7 +114,7 @@ impl App {
         for removed in ingest::sweep_stale(&corpora_dir, &registered) {
             tracing::info!(path = %removed.display(), "removed what an interrupted ingest left behind");
         }
-        let keys = self.keys.clone();
+        let keys = self.keys();
         let dir = corpora_dir.clone();
         let built = tokio::task::spawn_blocking(move || ingest::build(&opts, &dir, &keys))
             .await

@@ -2,6 +2,8 @@
 //! retirement of old versions, and the listing of versions with what each still wraps.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -73,9 +75,10 @@ impl App {
         }
         let before = Signer::wrapped_version(&self.config.signing_key_file)?;
         Signer::rewrap_file(&self.config.signing_key_file, &ring)?;
-        self.keys = std::sync::Arc::new(ring);
+        let master_key_id = ring.key_id.clone();
+        self.key_ring.set(ring);
         let report = RotateReport {
-            master_key_id: self.keys.key_id.clone(),
+            master_key_id,
             previous_version: previous,
             new_version,
             data_keys_rewrapped: rewrapped,
@@ -98,24 +101,25 @@ impl App {
     /// Retires `version`, refusing while any key is still wrapped by it.
     pub async fn keys_retire(&mut self, version: u32) -> anyhow::Result<KeysReport> {
         refuse_env()?;
-        if version == self.keys.current {
+        let ring = self.keys();
+        if version == ring.current {
             anyhow::bail!(
                 "master key {} version {version} is current; rotate first, then retire it",
-                self.keys.key_id
+                ring.key_id
             );
         }
         let usage = self.key_usage().await?;
         if let Some(n) = usage.get(&version).filter(|&&n| n > 0) {
             anyhow::bail!(
                 "master key {} version {version} still wraps {n} key(s); run `lethe keys rotate` first",
-                self.keys.key_id
+                ring.key_id
             );
         }
         let path = self.config.master_key_file.clone();
         let mut ring = MasterKeyRing::load(&path)?;
         ring.retire(version)?;
         ring.replace_file(&path)?;
-        self.keys = std::sync::Arc::new(ring);
+        self.key_ring.set(ring);
         self.keys_list().await
     }
 
@@ -132,21 +136,21 @@ impl App {
 
     pub async fn keys_list(&self) -> anyhow::Result<KeysReport> {
         let usage = self.key_usage().await?;
+        let ring = self.keys();
         Ok(KeysReport {
-            master_key_id: self.keys.key_id.clone(),
+            master_key_id: ring.key_id.clone(),
             source: if std::env::var_os(MASTER_KEY_ENV).is_some() {
                 format!("${MASTER_KEY_ENV}")
             } else {
                 self.config.master_key_file.display().to_string()
             },
-            versions: self
-                .keys
+            versions: ring
                 .versions
                 .iter()
                 .map(|v| KeyVersionInfo {
                     version: v.version,
                     created_at: v.created_at,
-                    current: v.version == self.keys.current,
+                    current: v.version == ring.current,
                     retired: v.retired,
                     wraps: usage.get(&v.version).copied().unwrap_or(0),
                 })
@@ -171,4 +175,119 @@ fn rewrap_row(ring: &MasterKeyRing, row: &DataKeyRow) -> anyhow::Result<DataKeyR
         master_version: new.master_version,
         wrapped: new.blob,
     })
+}
+
+/// Identifies one version of the key ring file: rotation and retirement replace it by renaming a new
+/// file into place, so the inode changes even when size and modification time do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    mtime_ns: i128,
+    len: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            len: m.size(),
+        })
+    }
+}
+
+/// The master key ring of a running process, re-read from its file when the file changes.
+///
+/// Every process used to hold the ring it loaded at start, so after `lethe keys rotate` a worker or
+/// console started before it failed every job and request that needed a re-wrapped key (the signing
+/// key included) until it was restarted. Each use now checks the file's identity (one `stat`) and
+/// loads it again when another process replaced it. A ring given in `LETHE_MASTER_KEY` cannot change
+/// under a running process and is never re-read. A file that changed but does not load (half-copied
+/// by hand, wrong mode) leaves the ring in use as it was, with a warning.
+#[derive(Debug)]
+pub struct LiveKeyRing {
+    /// `None` when the ring came from the environment.
+    path: Option<PathBuf>,
+    state: Mutex<(Option<FileStamp>, Arc<MasterKeyRing>)>,
+}
+
+impl LiveKeyRing {
+    pub fn load(path: &Path) -> Result<LiveKeyRing, crate::vault::VaultError> {
+        let from_env = std::env::var_os(MASTER_KEY_ENV).is_some();
+        // The stamp before the read: a change made while reading is then seen at the next use.
+        let stamp = if from_env { None } else { FileStamp::of(path) };
+        let ring = MasterKeyRing::load(path)?;
+        Ok(LiveKeyRing {
+            path: (!from_env).then(|| path.to_path_buf()),
+            state: Mutex::new((stamp, Arc::new(ring))),
+        })
+    }
+
+    /// The ring, re-read first when its file changed since it was last read.
+    pub fn get(&self) -> Arc<MasterKeyRing> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(path) = &self.path {
+            let now = FileStamp::of(path);
+            if now.is_some() && now != state.0 {
+                state.0 = now;
+                match MasterKeyRing::load(path) {
+                    Ok(ring) => {
+                        if ring.label() != state.1.label() {
+                            tracing::info!("master key ring reloaded: now {}", ring.label());
+                        }
+                        state.1 = Arc::new(ring);
+                    }
+                    Err(e) => tracing::warn!(
+                        "the master key ring file changed but cannot be loaded ({e}); still using {}",
+                        state.1.label()
+                    ),
+                }
+            }
+        }
+        state.1.clone()
+    }
+
+    /// Replaces the ring after this process changed the file itself.
+    fn set(&self, ring: MasterKeyRing) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = self.path.as_deref().and_then(FileStamp::of);
+        state.1 = Arc::new(ring);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_ring_follows_its_file_and_keeps_the_last_good_ring() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let mut ring = MasterKeyRing::generate(1).unwrap();
+        ring.create_file(&path).unwrap();
+        let live = LiveKeyRing::load(&path).unwrap();
+        assert_eq!(live.get().current, 1);
+        let wrapped = live.get().wrap(b"a data key", "test").unwrap();
+
+        // Another process rotates: the running one sees version 2 at its next use, and still unwraps
+        // what version 1 wrapped.
+        assert_eq!(ring.add_version(2).unwrap(), 2);
+        ring.replace_file(&path).unwrap();
+        let now = live.get();
+        assert_eq!(now.current, 2);
+        assert_eq!(&now.unwrap_key(&wrapped, "test").unwrap()[..], b"a data key");
+
+        // A file that changed but does not load leaves the ring as it was.
+        std::fs::remove_file(&path).unwrap();
+        crate::vault::keys::write_secret_file(&path, b"not a key ring").unwrap();
+        assert_eq!(live.get().current, 2);
+        // Put right again, it is read again.
+        ring.add_version(3).unwrap();
+        ring.replace_file(&path).unwrap();
+        assert_eq!(live.get().current, 3);
+    }
 }

@@ -39,8 +39,9 @@ pub struct Globals {
 pub struct App {
     pub config: Config,
     pub store: Store,
-    /// Shared with blocking tasks (ingest, training) that wrap and unwrap keys.
-    pub keys: std::sync::Arc<MasterKeyRing>,
+    /// The master key ring, re-read when its file changes (see [`keys::LiveKeyRing`]); shared with
+    /// blocking tasks (ingest, training) that wrap and unwrap keys.
+    key_ring: std::sync::Arc<keys::LiveKeyRing>,
 }
 
 impl App {
@@ -49,13 +50,19 @@ impl App {
     pub async fn open(globals: &Globals) -> anyhow::Result<App> {
         require_initialised(&globals.data_dir)?;
         let config = Config::resolve(&globals.data_dir, globals.database_url.as_deref())?;
-        let keys = MasterKeyRing::load(&config.master_key_file)?;
+        let key_ring = keys::LiveKeyRing::load(&config.master_key_file)?;
         let store = Store::open(&config.database_url).await?;
         Ok(App {
             config,
             store,
-            keys: std::sync::Arc::new(keys),
+            key_ring: std::sync::Arc::new(key_ring),
         })
+    }
+
+    /// The master key ring as it is now: a process that runs for long (a worker, the console) sees a
+    /// rotation or retirement made by another process without a restart.
+    pub fn keys(&self) -> std::sync::Arc<MasterKeyRing> {
+        self.key_ring.get()
     }
 }
 
@@ -68,7 +75,7 @@ impl App {
         subject: &str,
         details: serde_json::Value,
     ) -> anyhow::Result<()> {
-        let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys)
+        let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys())
             .context("cannot unlock the signing key to append to the ledger")?;
         crate::ledger::append(&self.store, &signer, actor, action, subject, details)
             .await
@@ -80,7 +87,7 @@ impl App {
 impl App {
     /// The signing key's public half (hex): what `lethe release verify` and a ledger check need.
     pub fn signing_public_key(&self) -> anyhow::Result<String> {
-        let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys)
+        let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys())
             .context("cannot unlock the signing key")?;
         Ok(signer.public_key_hex())
     }

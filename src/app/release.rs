@@ -375,7 +375,7 @@ impl App {
             .filter(|r| r.decision == "approve")
             .map(|r| serde_json::json!({ "user": r.username, "role": r.role, "comment": r.comment, "at": crate::ledger::format_time(r.created_at) }))
             .collect();
-        let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys)?;
+        let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys())?;
         let files: Vec<(&'static str, Vec<u8>)> = vec![
             ("model.safetensors", weights),
             ("tokenizer.json", tokenizer.into_bytes()),

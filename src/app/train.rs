@@ -355,7 +355,7 @@ impl App {
 
     pub(crate) async fn run_key(&self, run: &RunRow) -> anyhow::Result<DataKey> {
         let row = self.store.corpora().data_key(&run.data_key_id).await?;
-        unwrap_data_key(&self.keys, &row)
+        unwrap_data_key(&self.keys(), &row)
             .with_context(|| format!("cannot unlock run {} (data key {})", run.id, row.id))
     }
 
@@ -393,7 +393,7 @@ impl App {
         let key = DataKey::generate(&ring::rand::SystemRandom::new())?;
         let key_id = format!("dk-{}", crate::vault::random_hex(8)?);
         let purpose = format!("run:{run_id}/{key_id}");
-        let wrapped = self.keys.wrap(key.as_bytes(), &purpose)?;
+        let wrapped = self.keys().wrap(key.as_bytes(), &purpose)?;
         let directory = format!("runs/{run_id}");
         let dir = self.config.data_dir.join(&directory);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

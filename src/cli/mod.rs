@@ -608,7 +608,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Release(cmd) => release_cmd(&cli, &globals, cmd).await,
         Command::Ledger(LedgerCommand::Verify) => {
             let app = App::open(&globals).await?;
-            let signer = crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys)?;
+            let signer = crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys())?;
             match crate::ledger::verify_store(&app.store, &signer.public_key_hex()).await? {
                 Ok(r) => emit(cli.json, &r, || {
                     format!(
@@ -1055,7 +1055,7 @@ async fn keys(cli: &Cli, globals: &Globals, cmd: &KeysCommand) -> anyhow::Result
             emit(cli.json, &r, || list_text(&r))
         }
         KeysCommand::Public => {
-            let signer = crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys)?;
+            let signer = crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys())?;
             let pk = signer.public_key_hex();
             emit(cli.json, &serde_json::json!({ "public_key": pk }), || {
                 format!("{pk}\n")
@@ -1649,7 +1649,8 @@ async fn release_cmd(cli: &Cli, globals: &Globals, cmd: &ReleaseCommand) -> anyh
                 let app = App::open(globals).await.map_err(|e| {
                     e.context("no --public-key given and no data directory to read the appliance's key from")
                 })?;
-                crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys)?.public_key_hex()
+                crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys())?
+                    .public_key_hex()
             }
         };
         let v = app::release::verify_bundle(dir, &pk)?;
