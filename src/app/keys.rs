@@ -49,12 +49,12 @@ fn refuse_env() -> anyhow::Result<()> {
 }
 
 impl App {
-    pub async fn keys_rotate(&mut self) -> anyhow::Result<RotateReport> {
+    pub async fn keys_rotate(&self) -> anyhow::Result<RotateReport> {
         self.keys_rotate_as(&super::cli_actor()).await
     }
 
     /// Rotates the master key on behalf of `actor` (the console's admin, or the shell's user).
-    pub async fn keys_rotate_as(&mut self, actor: &str) -> anyhow::Result<RotateReport> {
+    pub async fn keys_rotate_as(&self, actor: &str) -> anyhow::Result<RotateReport> {
         refuse_env()?;
         let path = self.config.master_key_file.clone();
         // Work on a fresh load of the file, so two rotations cannot overwrite each other's version.
@@ -75,10 +75,9 @@ impl App {
         }
         let before = Signer::wrapped_version(&self.config.signing_key_file)?;
         Signer::rewrap_file(&self.config.signing_key_file, &ring)?;
-        let master_key_id = ring.key_id.clone();
-        self.key_ring.set(ring);
+        // The new file is what `self.keys()` reads from here on (the ledger record below among them).
         let report = RotateReport {
-            master_key_id,
+            master_key_id: ring.key_id.clone(),
             previous_version: previous,
             new_version,
             data_keys_rewrapped: rewrapped,
@@ -99,7 +98,7 @@ impl App {
     }
 
     /// Retires `version`, refusing while any key is still wrapped by it.
-    pub async fn keys_retire(&mut self, version: u32) -> anyhow::Result<KeysReport> {
+    pub async fn keys_retire(&self, version: u32) -> anyhow::Result<KeysReport> {
         refuse_env()?;
         let ring = self.keys();
         if version == ring.current {
@@ -119,7 +118,6 @@ impl App {
         let mut ring = MasterKeyRing::load(&path)?;
         ring.retire(version)?;
         ring.replace_file(&path)?;
-        self.key_ring.set(ring);
         self.keys_list().await
     }
 
@@ -205,7 +203,7 @@ impl FileStamp {
 /// Every process used to hold the ring it loaded at start, so after `lethe keys rotate` a worker or
 /// console started before it failed every job and request that needed a re-wrapped key (the signing
 /// key included) until it was restarted. Each use now checks the file's identity (one `stat`) and
-/// loads it again when another process replaced it. A ring given in `LETHE_MASTER_KEY` cannot change
+/// loads it again when another process (or this one, rotating or retiring) replaced it. A ring given in `LETHE_MASTER_KEY` cannot change
 /// under a running process and is never re-read. A file that changed but does not load (half-copied
 /// by hand, wrong mode) leaves the ring in use as it was, with a warning.
 #[derive(Debug)]
@@ -249,13 +247,6 @@ impl LiveKeyRing {
             }
         }
         state.1.clone()
-    }
-
-    /// Replaces the ring after this process changed the file itself.
-    fn set(&self, ring: MasterKeyRing) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.0 = self.path.as_deref().and_then(FileStamp::of);
-        state.1 = Arc::new(ring);
     }
 }
 

@@ -1011,7 +1011,7 @@ async fn corpus(cli: &Cli, globals: &Globals, cmd: &CorpusCommand) -> anyhow::Re
 }
 
 async fn keys(cli: &Cli, globals: &Globals, cmd: &KeysCommand) -> anyhow::Result<()> {
-    let mut app = App::open(globals).await?;
+    let app = App::open(globals).await?;
     let list_text = |r: &app::keys::KeysReport| {
         let mut out = format!("master key {} ({})\n", r.master_key_id, r.source);
         for v in &r.versions {

@@ -53,7 +53,6 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     app: tokio::sync::RwLock<Arc<App>>,
-    globals: Globals,
     pub policy: Policy,
     /// Whether browsers reach the console over TLS, here or at a proxy (cookies get `Secure` and the
     /// `__Host-` prefix).
@@ -67,7 +66,6 @@ pub struct Inner {
 impl AppState {
     pub fn new(
         app: App,
-        globals: Globals,
         policy: Policy,
         tls: bool,
         public_origin: Option<String>,
@@ -78,7 +76,6 @@ impl AppState {
                 .is_some_and(|o| o.starts_with("https://"));
         Ok(AppState(Arc::new(Inner {
             app: tokio::sync::RwLock::new(Arc::new(app)),
-            globals,
             policy,
             secure,
             public_origin,
@@ -87,19 +84,17 @@ impl AppState {
         })))
     }
 
-    /// The appliance as of now. Key rotation replaces it (the key ring changes), so a handler takes
-    /// one snapshot and uses it for the whole request.
+    /// The appliance. A request waits while a key rotation runs.
     pub async fn app(&self) -> Arc<App> {
         self.0.app.read().await.clone()
     }
 
-    /// Rotates the master key and swaps in an appliance opened with the new ring.
+    /// Rotates the master key, one rotation at a time and with no request in between. The appliance
+    /// reads the rotated key ring file at its next use (`app::keys::LiveKeyRing`), so it is not
+    /// reopened.
     pub async fn rotate_keys(&self, admin: &str) -> anyhow::Result<crate::app::keys::RotateReport> {
-        let mut slot = self.0.app.write().await;
-        let mut fresh = App::open(&self.0.globals).await?;
-        let report = fresh.keys_rotate_as(admin).await?;
-        *slot = Arc::new(fresh);
-        Ok(report)
+        let app = self.0.app.write().await;
+        app.keys_rotate_as(admin).await
     }
 }
 
@@ -218,7 +213,7 @@ pub async fn serve(globals: &Globals, opts: &ServeOptions) -> anyhow::Result<()>
     };
     let policy = crate::app::gate::load_policy(opts.policy.as_deref())?;
     let app = App::open(globals).await?;
-    let state = AppState::new(app, globals.clone(), policy, tls.is_some(), origin)?;
+    let state = AppState::new(app, policy, tls.is_some(), origin)?;
     let listener = tokio::net::TcpListener::bind(opts.bind)
         .await
         .with_context(|| format!("cannot listen on {}", opts.bind))?;
