@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod corpus;
+pub mod eval;
 pub mod ledger;
 pub mod model;
 pub mod policy;

@@ -17,12 +17,19 @@ use crate::corpus::tokenizer::MASK_ID;
 use crate::corpus::{SealedCorpus, Split};
 use crate::model::{Remasking, SampleOptions, Transformer};
 use crate::store::{AuditRow, RunRow};
+use crate::train::data::Subset;
 use crate::train::{Objective, TrainConfig};
 
 /// What to audit and how.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AuditRequest {
     pub run: String,
+    /// The checkpoint to audit (a kept one, or the newest); `None`: the newest.
+    #[serde(default)]
+    pub step: Option<i64>,
+    /// A customer's multiple-choice file scored beside the held-out utility (`--eval FILE.jsonl`).
+    #[serde(default)]
+    pub eval_file: Option<PathBuf>,
     /// The smaller audit ([`AuditParams::quick`]) instead of the full one.
     #[serde(default)]
     pub quick: bool,
@@ -160,71 +167,120 @@ impl AuditModel for TorchModel {
         mc: usize,
         seed: u64,
     ) -> Result<Vec<f64>, String> {
-        let rows64 = to_i64(rows);
-        match self.kind {
-            ModelKind::Ar => self.model.score_tokens(&rows64).map(|terms| {
-                // Term i predicts token i + 1, so the tail from `keep` starts at term keep - 1.
-                terms
-                    .iter()
-                    .zip(keep)
-                    .map(|(t, &k)| t[k.saturating_sub(1).min(t.len())..].iter().sum())
-                    .collect()
-            }),
-            ModelKind::Diffusion => self
-                .model
-                .score_elbo_given(&rows64, keep, i64::from(MASK_ID), mc, seed)
-                .map(|s| s.elbo),
-        }
-        .map_err(|e| e.to_string())
+        self.model
+            .score_tail(
+                &to_i64(rows),
+                keep,
+                i64::from(MASK_ID),
+                mc,
+                &vec![seed; rows.len()],
+            )
+            .map_err(|e| e.to_string())
     }
 }
 
-/// The decrypted corpus split as the audit needs it: training documents the run saw (all of the
-/// training split, or its first `unique_tokens` as packed by the trainer) and the holdout.
+/// The decrypted corpus as the audit needs it, for a run's training subset: the training documents the
+/// run used (members), the holdout, and the training documents it left out (never seen; non-members
+/// beside the holdout).
 pub(super) type Docs = Vec<(u32, Vec<u32>)>;
 
-pub(super) fn load_documents(sealed: &SealedCorpus, cap: Option<u64>) -> anyhow::Result<(Docs, Docs)> {
-    load_documents_in(sealed, cap, 0..u32::MAX)
+pub(super) struct AuditDocs {
+    pub train: Docs,
+    pub holdout: Docs,
+    pub unseen: Docs,
+}
+
+impl AuditDocs {
+    /// The audits' view of these documents; `epochs` is what the audited checkpoint had trained.
+    pub fn corpus<'a>(
+        &'a self,
+        canaries: &'a [crate::corpus::canary::Canary],
+        tokenizer: &'a crate::corpus::CorpusTokenizer,
+        epochs: f64,
+    ) -> AuditCorpus<'a> {
+        AuditCorpus {
+            train: &self.train,
+            holdout: &self.holdout,
+            unseen: &self.unseen,
+            canaries,
+            tokenizer,
+            epochs,
+        }
+    }
+}
+
+/// The training subset of a run (all of the training split without `--unique-tokens`).
+pub(super) fn run_subset(sealed: &SealedCorpus, cfg: &TrainConfig) -> Subset {
+    Subset::select(
+        &sealed.manifest.documents,
+        cfg.unique_tokens,
+        cfg.subset,
+        cfg.seed,
+    )
+}
+
+pub(super) fn load_documents(sealed: &SealedCorpus, subset: &Subset) -> anyhow::Result<AuditDocs> {
+    load_documents_in(sealed, subset, 0..u32::MAX)
 }
 
 /// [`load_documents`] for the documents whose index lies in `range` only, decrypting only the shards
-/// that hold them; the cap is applied as if every earlier document had been read.
+/// that hold them.
 pub(super) fn load_documents_in(
     sealed: &SealedCorpus,
-    cap: Option<u64>,
+    subset: &Subset,
     range: std::ops::Range<u32>,
-) -> anyhow::Result<(Docs, Docs)> {
-    let (mut train, mut holdout) = (Vec::new(), Vec::new());
-    // Training tokens packed before the range, from the manifest (once past the cap, more changes
-    // nothing).
-    let mut packed: u64 = sealed
-        .manifest
-        .documents
-        .iter()
-        .take(range.start as usize)
-        .filter(|d| !d.holdout)
-        .map(|d| u64::from(d.tokens) + 2)
-        .sum();
+) -> anyhow::Result<AuditDocs> {
+    let mut out = AuditDocs {
+        train: Vec::new(),
+        holdout: Vec::new(),
+        unseen: Vec::new(),
+    };
     for doc in sealed.documents_in(Split::All, range, 2) {
         let doc = doc?;
         if doc.holdout {
-            holdout.push((doc.index, doc.tokens));
+            out.holdout.push((doc.index, doc.tokens));
             continue;
         }
-        match cap {
-            // The trainer packs `<bos> doc <eos>` until the cap, cutting the last document short.
-            Some(c) if packed >= c => {}
-            Some(c) => {
-                let room = (c - packed).saturating_sub(1) as usize;
-                packed += doc.tokens.len() as u64 + 2;
+        match subset.tokens_of(doc.index) {
+            Some(0) => out.unseen.push((doc.index, doc.tokens)),
+            // A prefix-capped run's last document was cut where the trainer cut it.
+            Some(n) => {
                 let mut tokens = doc.tokens;
-                tokens.truncate(room);
-                train.push((doc.index, tokens));
+                tokens.truncate(n as usize);
+                out.train.push((doc.index, tokens));
             }
-            None => train.push((doc.index, doc.tokens)),
+            None => out.train.push((doc.index, doc.tokens)),
         }
     }
-    Ok((train, holdout))
+    Ok(out)
+}
+
+/// A customer's multiple-choice items and the file they came from.
+pub(super) struct CustomItems {
+    pub name: String,
+    pub sha256: String,
+    pub items: Vec<crate::eval::ChoiceItem>,
+}
+
+/// The held-out evaluation of a run's checkpoints (the settings of its kept checkpoints), with the
+/// customer's items when given.
+pub(super) fn eval_set(
+    holdout: &[(u32, Vec<u32>)],
+    tokenizer: &crate::corpus::CorpusTokenizer,
+    cfg: &TrainConfig,
+    settings: crate::eval::EvalSettings,
+    custom: Option<CustomItems>,
+) -> crate::eval::EvalSet {
+    let set = crate::eval::EvalSet::build(
+        holdout,
+        tokenizer.token_bytes(),
+        cfg.model.context as usize,
+        settings,
+    );
+    match custom {
+        Some(c) => set.with_custom(c.name, c.sha256, c.items),
+        None => set,
+    }
 }
 
 /// Builds the secret scanner: the built-in pack, extra packs, and the deny-list.
@@ -280,13 +336,14 @@ impl App {
         let params = super::audit_shards::request_params(&req);
         params.validate()?;
         let scanner = scanner(&req.rules, req.deny_list.as_ref())?;
-        let (model, cfg, tokenizer, latest) = self.load_run_model_at(&run.id, None).await?;
+        let (model, cfg, tokenizer, latest) = self.load_run_model_at(&run.id, req.step).await?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let canaries = sealed
             .canaries()
             .with_context(|| format!("cannot read the canaries of run {}'s corpus", run.id))?;
-        let cap = cfg.unique_tokens;
-        let (train, holdout) = tokio::task::spawn_blocking(move || load_documents(&sealed, cap))
+        let custom = self.custom_items(req.eval_file.as_deref(), &tokenizer, &cfg)?;
+        let subset = run_subset(&sealed, &cfg);
+        let docs = tokio::task::spawn_blocking(move || load_documents(&sealed, &subset))
             .await
             .context("reading the corpus was interrupted")??;
 
@@ -299,7 +356,7 @@ impl App {
                 &cfg,
                 model,
                 tokenizer,
-                (train, holdout, canaries),
+                (docs, canaries, custom, latest.step),
                 params,
                 scanner,
                 progress,
@@ -351,6 +408,27 @@ impl App {
         })
     }
 
+    /// Reads a customer's multiple-choice file for a run's model, or nothing without one.
+    pub(super) fn custom_items(
+        &self,
+        path: Option<&std::path::Path>,
+        tokenizer: &crate::corpus::CorpusTokenizer,
+        cfg: &TrainConfig,
+    ) -> anyhow::Result<Option<CustomItems>> {
+        let Some(path) = path else { return Ok(None) };
+        let items = crate::eval::load_items(path, tokenizer, cfg.model.context as usize)?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Some(CustomItems {
+            name,
+            sha256: crate::release::bundle::sha256_hex(&bytes),
+            items,
+        }))
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn audit_blocking(
         &self,
@@ -358,21 +436,25 @@ impl App {
         cfg: &TrainConfig,
         model: Transformer,
         tokenizer: crate::corpus::CorpusTokenizer,
-        data: (Docs, Docs, Vec<crate::corpus::canary::Canary>),
+        data: (
+            AuditDocs,
+            Vec<crate::corpus::canary::Canary>,
+            Option<CustomItems>,
+            i64,
+        ),
         params: AuditParams,
         scanner: secrets::Scanner,
         progress: &mut (dyn FnMut(Stage, usize, usize) + Send),
     ) -> anyhow::Result<(AuditReport, Evidence)> {
-        let m = TorchModel::new(model, cfg);
-        blocking_with_progress(progress, move |send| {
-            let (train, holdout, canaries) = data;
-            let corpus = AuditCorpus {
-                train: &train,
-                holdout: &holdout,
-                canaries: &canaries,
-                tokenizer: &tokenizer,
-            };
-            audit::run(&m, &corpus, &params, &scanner, send)
+        let cfg = cfg.clone();
+        let m = TorchModel::new(model, &cfg);
+        blocking_with_progress(progress, move |send| -> anyhow::Result<_> {
+            let (docs, canaries, custom, step) = data;
+            let corpus = docs.corpus(&canaries, &tokenizer, cfg.epochs_at(step as u64));
+            let (mut report, evidence) = audit::run(&m, &corpus, &params, &scanner, send)?;
+            let set = eval_set(&docs.holdout, &tokenizer, &cfg, cfg.eval_settings(), custom);
+            report.utility = Some(set.evaluate(&m.model)?);
+            Ok((report, evidence))
         })
         .await?
         .with_context(|| format!("auditing run {}", run.id))
@@ -527,13 +609,11 @@ impl App {
         let (_, sealed) = self.open_corpus(corpus).await?;
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let tokenizer = sealed.tokenizer()?;
-            let (train, holdout) = load_documents(&sealed, None)?;
-            let corpus = AuditCorpus {
-                train: &train,
-                holdout: &holdout,
-                canaries: &[],
-                tokenizer: &tokenizer,
-            };
+            let docs = load_documents(
+                &sealed,
+                &Subset::select(&sealed.manifest.documents, None, Default::default(), 0),
+            )?;
+            let corpus = docs.corpus(&[], &tokenizer, 1.0);
             Ok(audit::regurgitation::scan_texts(&corpus, &texts, min_len, chars)?)
         })
         .await

@@ -12,12 +12,12 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{
-    blocking_with_progress, load_documents, load_documents_in, running_audit, AuditOutcome, AuditRequest,
-    TorchModel,
+    blocking_with_progress, load_documents, load_documents_in, run_subset, running_audit, AuditOutcome,
+    AuditRequest, TorchModel,
 };
 use super::App;
 use crate::audit::shards::{self, Plan, Scores, ShardOutput};
-use crate::audit::{secrets, AuditCorpus, AuditParams, Stage};
+use crate::audit::{secrets, AuditParams, Stage};
 use crate::store::{AuditRow, NewJob, RunRow};
 
 /// Job kinds of a sharded audit's pieces.
@@ -105,24 +105,20 @@ impl App {
             .map(|p| read(p, "rule pack"))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let deny_list = req.deny_list.as_ref().map(|p| read(p, "deny-list")).transpose()?;
-        let (model, cfg, tokenizer, checkpoint) = self.load_run_model_at(&run.id, None).await?;
+        let (model, cfg, tokenizer, checkpoint) = self.load_run_model_at(&run.id, req.step).await?;
         let (_, sealed) = self.run_corpus(&run).await?;
-        let cap = cfg.unique_tokens;
-        let (train, holdout) = tokio::task::spawn_blocking(move || load_documents(&sealed, cap))
+        let subset = run_subset(&sealed, &cfg);
+        let docs = tokio::task::spawn_blocking(move || load_documents(&sealed, &subset))
             .await
             .context("reading the corpus was interrupted")??;
+        let epochs = cfg.epochs_at(checkpoint.step as u64);
 
         let id = format!("aud-{}", crate::vault::random_hex(6)?);
         let row = running_audit(&id, &run, &checkpoint, &req, &params, Some(job_id.to_string()))?;
         self.store.audits().create(&row).await?;
         let m = TorchModel::new(model, &cfg);
         let plan = blocking_with_progress(progress, move |send| {
-            let corpus = AuditCorpus {
-                train: &train,
-                holdout: &holdout,
-                canaries: &[],
-                tokenizer: &tokenizer,
-            };
+            let corpus = docs.corpus(&[], &tokenizer, epochs);
             shards::plan(&m, &corpus, &params, send)
         })
         .await?;
@@ -211,9 +207,9 @@ impl App {
             .get(k)
             .ok_or_else(|| anyhow::anyhow!("audit {} has no shard {k}", audit.id))?;
         let (_, sealed) = self.run_corpus(&run).await?;
-        let cap = cfg.unique_tokens;
+        let subset = run_subset(&sealed, &cfg);
         let docs = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            Ok(load_documents_in(&sealed, cap, range.first..range.end)?.0)
+            Ok(load_documents_in(&sealed, &subset, range.first..range.end)?.train)
         })
         .await
         .context("reading the corpus was interrupted")??;
@@ -239,19 +235,15 @@ impl App {
             .await?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let canaries = sealed.canaries()?;
-        let cap = cfg.unique_tokens;
-        let (train, holdout) = tokio::task::spawn_blocking(move || load_documents(&sealed, cap))
+        let subset = run_subset(&sealed, &cfg);
+        let docs = tokio::task::spawn_blocking(move || load_documents(&sealed, &subset))
             .await
             .context("reading the corpus was interrupted")??;
+        let epochs = cfg.epochs_at(audit.checkpoint_step as u64);
         let m = TorchModel::new(model, &cfg);
         let params = sealed_plan.plan.params.clone();
         let scores = blocking_with_progress(progress, move |send| {
-            let corpus = AuditCorpus {
-                train: &train,
-                holdout: &holdout,
-                canaries: &canaries,
-                tokenizer: &tokenizer,
-            };
+            let corpus = docs.corpus(&canaries, &tokenizer, epochs);
             shards::run_scores(&m, &corpus, &params, send)
         })
         .await??;
@@ -329,28 +321,35 @@ impl App {
         let scores = scores.ok_or_else(|| anyhow::anyhow!("audit {} has no scores piece", audit.id))?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let tokenizer = sealed.tokenizer()?;
-        let cap = App::run_config(&run)?.unique_tokens;
-        let (train, holdout) = tokio::task::spawn_blocking(move || load_documents(&sealed, cap))
+        let cfg = App::run_config(&run)?;
+        let subset = run_subset(&sealed, &cfg);
+        let docs = tokio::task::spawn_blocking(move || load_documents(&sealed, &subset))
             .await
             .context("reading the corpus was interrupted")??;
+        let epochs = cfg.epochs_at(audit.checkpoint_step as u64);
         let plan = sealed_plan.plan;
         let merged = blocking_with_progress(progress, move |send| {
-            let corpus = AuditCorpus {
-                train: &train,
-                holdout: &holdout,
-                canaries: &[],
-                tokenizer: &tokenizer,
-            };
+            let corpus = docs.corpus(&[], &tokenizer, epochs);
             shards::merge(&corpus, &plan, parts, scores, &scanner, send)
         })
         .await?;
-        let (report, evidence) = match merged {
+        let (mut report, evidence) = match merged {
             Ok(r) => r,
             Err(e) => {
                 self.store.audits().fail(&audit.id, &e.to_string()).await?;
                 return Err(anyhow::Error::new(e).context(format!("merging audit {}", audit.id)));
             }
         };
+        // A sharded audit's pieces never hold the whole model and the holdout at once: its utility is
+        // the one the checkpoint recorded when it was saved (the same settings the foreground audit uses).
+        report.utility = self
+            .store
+            .runs()
+            .checkpoints(&run.id)
+            .await?
+            .iter()
+            .find(|c| c.sha256 == audit.checkpoint_sha256)
+            .and_then(super::train::checkpoint_utility);
         let outcome = self.finish_audit(&run, &audit, report, &evidence).await?;
         for f in files {
             let _ = std::fs::remove_file(self.config.data_dir.join(f));

@@ -7,10 +7,12 @@ pub mod audit_shards;
 pub mod config;
 pub mod corpus;
 pub mod doctor;
+pub mod eval;
 pub mod gate;
 pub mod init;
 pub mod keys;
 pub mod release;
+pub mod study;
 pub mod train;
 pub mod worker;
 

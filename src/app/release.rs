@@ -112,9 +112,14 @@ impl App {
         run_id: &str,
         policy: &Policy,
         waiver: Option<&str>,
+        step: Option<i64>,
     ) -> anyhow::Result<ReleaseRow> {
         release::may_request(user)?;
-        let (audit, _) = self.latest_audit(run_id).await?;
+        let step = match step {
+            Some(s) => Some(s),
+            None => self.gated_step(run_id, policy).await?,
+        };
+        let (audit, _) = self.audit_of(run_id, step).await?;
         let gate = self
             .store
             .gates()
@@ -164,7 +169,8 @@ impl App {
             action::RELEASE_REQUEST,
             &row.run_id,
             serde_json::json!({
-                "release": row.id, "audit": row.audit_id, "gate": row.gate_id, "gate_passed": row.gate_passed,
+                "release": row.id, "audit": row.audit_id, "checkpoint_step": audit.checkpoint_step,
+                "gate": row.gate_id, "gate_passed": row.gate_passed,
                 "policy_sha256": row.policy_sha256, "required_approvals": required, "waiver": row.waiver,
             }),
         )
@@ -179,13 +185,9 @@ impl App {
             anyhow::anyhow!("run {} has no release request (`lethe release request`)", run.id)
         })?;
         if matches!(rel.state.as_str(), "requested" | "approved") {
-            let latest = self
-                .store
-                .audits()
-                .latest_succeeded(&run.id)
-                .await?
-                .map(|a| a.id)
-                .unwrap_or_default();
+            // A newer audit of the same checkpoint makes the request stale; audits of other kept
+            // checkpoints (a selection weighing them) do not.
+            let latest = self.newest_audit_like(&run.id, &rel.audit_id).await?;
             if let Some(why) = release::stale(&rel, &latest, policy) {
                 if self
                     .store
@@ -263,21 +265,54 @@ impl App {
         Ok(out)
     }
 
+    /// The checkpoint step of the run's newest gate decision under `policy` (what `gate` or
+    /// `gate --select` chose last), if any.
+    async fn gated_step(&self, run_id: &str, policy: &Policy) -> anyhow::Result<Option<i64>> {
+        let run = self.run_row(run_id).await?;
+        let gate = self
+            .store
+            .gates()
+            .for_run(&run.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|g| g.policy_sha256 == policy.sha256);
+        Ok(match gate {
+            Some(g) => Some(self.audit_row(&g.audit_id).await?.checkpoint_step),
+            None => None,
+        })
+    }
+
+    /// The id of the newest successful audit of the checkpoint audit `audit_id` audited.
+    async fn newest_audit_like(&self, run_id: &str, audit_id: &str) -> anyhow::Result<String> {
+        let of = self.audit_row(audit_id).await?;
+        Ok(self
+            .store
+            .audits()
+            .list(Some(run_id))
+            .await?
+            .into_iter()
+            .filter(|a| a.state == "succeeded" && a.checkpoint_sha256 == of.checkpoint_sha256)
+            .max_by_key(|a| (a.created_at, a.id.clone()))
+            .map(|a| a.id)
+            .unwrap_or_default())
+    }
+
     pub async fn release_status(&self, run_id: &str) -> anyhow::Result<ReleaseStatus> {
         let run = self.run_row(run_id).await?;
-        let audit = self.store.audits().latest_succeeded(&run.id).await?;
+        let release = self.store.releases().latest(&run.id).await?;
+        let gates = self.store.gates().for_run(&run.id).await?;
+        // The audit in question: the release's; else the one gated last (a selection may have gated an
+        // older kept checkpoint); else the newest.
+        let audit = match (&release, gates.last()) {
+            (Some(r), _) => Some(self.audit_row(&r.audit_id).await?),
+            (None, Some(g)) => Some(self.audit_row(&g.audit_id).await?),
+            (None, None) => self.store.audits().latest_succeeded(&run.id).await?,
+        };
         let gate = match &audit {
-            Some(a) => self
-                .store
-                .gates()
-                .for_run(&run.id)
-                .await?
-                .into_iter()
-                .rev()
-                .find(|g| g.audit_id == a.id),
+            Some(a) => gates.into_iter().rev().find(|g| g.audit_id == a.id),
             None => None,
         };
-        let release = self.store.releases().latest(&run.id).await?;
         let reviews = match &release {
             Some(r) => self.store.releases().reviews(&r.id).await?,
             None => Vec::new(),
@@ -346,8 +381,17 @@ impl App {
         let (_, sealed) = self.run_corpus(&run).await?;
         let path = self.config.data_dir.join(&run.directory).join(&ckpt.file);
         let (rid, step) = (run.id.clone(), ckpt.step as u64);
+        let want = ckpt.weights_sha256.clone();
         let weights = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
             let bytes = crate::train::checkpoint::read_sealed(&path, &rid, step, &key)?;
+            // The weights released are exactly the audited checkpoint's: their hash is the one recorded
+            // when the checkpoint was saved.
+            let got = crate::train::checkpoint::weights_sha256_of(&bytes)?;
+            if got != want {
+                anyhow::bail!(
+                    "checkpoint step {step} of run {rid} holds weights {got}, not the {want} recorded; refusing to export"
+                );
+            }
             Ok(bundle::plain_weights(&bytes)?)
         })
         .await
@@ -368,6 +412,7 @@ impl App {
             &gate_rows,
             &rel,
             &status.reviews,
+            &ckpt,
         );
         let approvals: Vec<serde_json::Value> = status
             .reviews
@@ -391,7 +436,11 @@ impl App {
             key_id: None,
             public_key_hex: signer.public_key_hex(),
             approvals,
-            extra: serde_json::json!({ "release": rel.id, "gate": rel.gate_id, "waiver": rel.waiver }),
+            extra: serde_json::json!({
+                "release": rel.id, "gate": rel.gate_id, "waiver": rel.waiver,
+                "checkpoint_step": ckpt.step, "weights_sha256": ckpt.weights_sha256,
+                "epochs": ckpt.epochs(),
+            }),
         };
         let out_dir = out.to_path_buf();
         let manifest = tokio::task::spawn_blocking(move || {
@@ -405,7 +454,10 @@ impl App {
             &user.username,
             action::RELEASE_EXPORT,
             &run.id,
-            serde_json::json!({ "release": rel.id, "dir": out.display().to_string(), "key_id": manifest.key_id }),
+            serde_json::json!({
+                "release": rel.id, "dir": out.display().to_string(), "key_id": manifest.key_id,
+                "checkpoint_step": ckpt.step, "weights_sha256": ckpt.weights_sha256,
+            }),
         )
         .await?;
         Ok(Exported {
@@ -425,6 +477,7 @@ fn model_card(
     gate: &[crate::policy::GateRow],
     rel: &ReleaseRow,
     reviews: &[ReviewRow],
+    ckpt: &crate::store::CheckpointRow,
 ) -> String {
     let mut s = format!("# Model card: run {}\n\n", run.id);
     s.push_str(&format!(
@@ -435,6 +488,54 @@ fn model_card(
         "## Data (summary only; no corpus text)\n\n- documents: {}\n- tokens: {}\n- vocabulary: {}\n\n",
         stats.documents, stats.tokens, stats.vocab
     ));
+    s.push_str(&format!(
+        "## Checkpoint\n\n- step {} ({} epochs), weights SHA-256 `{}`, audit {}\n\n\
+         ## What it learned (held-out, never trained on)\n\n",
+        ckpt.step,
+        ckpt.epochs().map_or("?".into(), |e| format!("{e:.2}")),
+        ckpt.weights_sha256,
+        rel.audit_id
+    ));
+    match &report.utility {
+        Some(u) => {
+            s.push_str(&format!(
+                "- bits per byte: {} ({}, {} windows, {} tokens)\n",
+                u.bits_per_byte.map_or("-".into(), |b| format!("{b:.4}")),
+                if u.estimator == "exact" {
+                    "exact".to_string()
+                } else {
+                    format!(
+                        "upper bound from a conditional ELBO, {} mask draws each",
+                        u.mask_draws
+                    )
+                },
+                u.windows,
+                u.tokens
+            ));
+            match &u.choice_accuracy {
+                Some(a) => s.push_str(&format!(
+                    "- continuation choice: {:.1}% (95% interval {:.1}–{:.1}%, {} items, chance 25%)\n",
+                    100.0 * a.value,
+                    100.0 * a.low,
+                    100.0 * a.high,
+                    a.n
+                )),
+                None => {
+                    s.push_str("- continuation choice: not measured (no held-out document long enough)\n")
+                }
+            }
+            if let Some(c) = &u.custom {
+                s.push_str(&format!(
+                    "- customer items ({}): {:.1}% ({} items)\n",
+                    c.file,
+                    100.0 * c.accuracy.value,
+                    c.accuracy.n
+                ));
+            }
+            s.push('\n');
+        }
+        None => s.push_str("Not measured by this audit.\n\n"),
+    }
     s.push_str("## Memorization audit\n\n```\n");
     s.push_str(&report.summary());
     s.push_str("```\n\nFull figures: `audit.json`.\n\n## Release gate\n\n| rule | measured | threshold | result |\n| --- | --- | --- | --- |\n");

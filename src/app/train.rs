@@ -10,9 +10,11 @@ use serde::Serialize;
 use super::corpus::unwrap_data_key;
 use super::App;
 use crate::corpus::{tokenizer::MASK_ID, CorpusTokenizer, SealedCorpus, Split};
+use crate::eval::EvalSet;
 use crate::model::{ModelConfig, SampleOptions, Transformer};
 use crate::store::{CheckpointRow, DataKeyRow, MetricRow, RunRow};
-use crate::train::{self, data::TokenWindows, Event, Objective, RunContext, TrainConfig, TrainSpec};
+use crate::train::data::{Subset, SubsetRule, TokenWindows};
+use crate::train::{self, Event, Objective, RunContext, TrainConfig, TrainSpec};
 use crate::vault::stream::DataKey;
 
 /// How long a run's lock lasts without renewal. A process renews it every `RUN_LOCK_RENEW`; one that
@@ -276,7 +278,9 @@ async fn fenced_out(store: &crate::store::Store, (job, attempts): &(String, i64)
     }
 }
 
-/// Checkpoints kept per run (older ones are deleted as new ones land); the final one is always kept.
+/// Resume checkpoints kept per run (older ones are deleted as new ones land). Kept checkpoints (the run's
+/// history, see [`train::KeepRule`]) are never pruned, and a resume checkpoint older than the newest kept
+/// one serves nothing and goes.
 const KEEP_CHECKPOINTS: usize = 3;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -319,19 +323,89 @@ pub struct RunDetails {
     pub run: RunRow,
     pub corpus: String,
     pub checkpoints: Vec<CheckpointRow>,
+    /// The kept checkpoints (and the newest one), with what each learned and, where audited, what it
+    /// memorized.
+    pub history: Vec<CheckpointView>,
     pub epochs: Vec<MetricRow>,
     pub steps_logged: usize,
 }
 
-/// Packs the training and holdout windows for `context`.
-fn windows(
+/// One checkpoint of a run's history: value beside risk.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointView {
+    pub step: i64,
+    pub epochs: Option<f64>,
+    pub kept: bool,
+    pub weights_sha256: String,
+    pub utility: Option<crate::eval::Utility>,
+    /// The newest successful audit of this checkpoint.
+    pub audit: Option<AuditFigures>,
+}
+
+/// The memorization figures of one audit that the history and the frontier show.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditFigures {
+    pub id: String,
+    pub quick: bool,
+    /// Exact extraction rate (prefix extraction) and the upper end of its 95% interval.
+    pub extraction_exact: f64,
+    pub extraction_exact_high: f64,
+    pub max_canary_exposure: f64,
+    pub membership_max_auc: f64,
+}
+
+impl AuditFigures {
+    pub fn of(audit: &crate::store::AuditRow) -> Option<AuditFigures> {
+        let r: crate::audit::AuditReport = serde_json::from_value(audit.report.clone()?).ok()?;
+        Some(AuditFigures {
+            id: audit.id.clone(),
+            quick: audit.quick,
+            extraction_exact: r.extraction.exact.rate,
+            extraction_exact_high: r.extraction.exact.high,
+            max_canary_exposure: r.canaries.max_exposure,
+            membership_max_auc: r.membership.max_auc,
+        })
+    }
+}
+
+/// What a checkpoint record says it learned, when it was evaluated.
+pub fn checkpoint_utility(c: &CheckpointRow) -> Option<crate::eval::Utility> {
+    c.info
+        .as_ref()
+        .and_then(|i| i.get("utility"))
+        .and_then(|u| serde_json::from_value(u.clone()).ok())
+}
+
+/// A run's data, decrypted: the packed training windows of its subset, the subset itself, and the
+/// holdout documents (for evaluation).
+pub(crate) struct RunData {
+    pub train: TokenWindows,
+    pub subset: Subset,
+    pub train_docs: usize,
+    pub holdout: Vec<(u32, Vec<u32>)>,
+}
+
+/// Reads the training subset (`cap` unique tokens chosen by `rule` and `seed`) and the holdout.
+fn run_data(
     sealed: &SealedCorpus,
     context: i64,
     cap: Option<u64>,
-) -> anyhow::Result<(TokenWindows, TokenWindows)> {
-    let train = TokenWindows::pack(sealed.documents(Split::Train, 2), context as usize, cap)?;
-    let val = TokenWindows::pack(sealed.documents(Split::Holdout, 2), context as usize, None)?;
-    Ok((train, val))
+    rule: SubsetRule,
+    seed: u64,
+) -> anyhow::Result<RunData> {
+    let subset = Subset::select(&sealed.manifest.documents, cap, rule, seed);
+    let train = TokenWindows::pack(sealed.documents(Split::Train, 2), context as usize, Some(&subset))?;
+    let mut holdout = Vec::new();
+    for d in sealed.documents(Split::Holdout, 2) {
+        let d = d?;
+        holdout.push((d.index, d.tokens));
+    }
+    Ok(RunData {
+        train_docs: subset.documents(&sealed.manifest.documents),
+        train,
+        subset,
+        holdout,
+    })
 }
 
 impl App {
@@ -383,11 +457,22 @@ impl App {
         let context = ModelConfig::preset(&req.spec.preset, vocab)?
             .with_overrides(&req.spec.overrides)?
             .context;
-        let cap = req.spec.unique_tokens;
-        let (train_w, val_w) = tokio::task::spawn_blocking(move || windows(&sealed, context, cap))
-            .await
-            .context("reading the corpus was interrupted")??;
-        let cfg = req.spec.resolve(vocab, train_w.count(), val_w.count())?;
+        let (cap, seed) = (req.spec.unique_tokens, req.spec.seed);
+        let token_bytes = sealed.tokenizer()?.token_bytes();
+        let data =
+            tokio::task::spawn_blocking(move || run_data(&sealed, context, cap, SubsetRule::Hash, seed))
+                .await
+                .context("reading the corpus was interrupted")??;
+        let cfg = req
+            .spec
+            .resolve(vocab, &data.train, &data.subset, data.train_docs)?;
+        let eval = EvalSet::build(
+            &data.holdout,
+            token_bytes,
+            cfg.model.context as usize,
+            cfg.eval_settings(),
+        );
+        let train_w = data.train;
 
         let run_id = format!("run-{}", crate::vault::random_hex(6)?);
         let key = DataKey::generate(&ring::rand::SystemRandom::new())?;
@@ -444,7 +529,7 @@ impl App {
                 corpus_row.name,
                 cfg,
                 train_w,
-                val_w,
+                eval,
                 key,
                 key_id,
                 None,
@@ -489,10 +574,18 @@ impl App {
         let cfg = App::run_config(&row)?;
         let key = self.run_key(&row).await?;
         let (corpus_name, sealed) = self.run_corpus(&row).await?;
-        let (context, cap) = (cfg.model.context, cfg.unique_tokens);
-        let (train_w, val_w) = tokio::task::spawn_blocking(move || windows(&sealed, context, cap))
+        let (context, cap, rule, seed) = (cfg.model.context, cfg.unique_tokens, cfg.subset, cfg.seed);
+        let token_bytes = sealed.tokenizer()?.token_bytes();
+        let data = tokio::task::spawn_blocking(move || run_data(&sealed, context, cap, rule, seed))
             .await
             .context("reading the corpus was interrupted")??;
+        let eval = EvalSet::build(
+            &data.holdout,
+            token_bytes,
+            cfg.model.context as usize,
+            cfg.eval_settings(),
+        );
+        let train_w = data.train;
         if train_w.count() != cfg.train_windows {
             anyhow::bail!(
                 "the corpus now yields {} training windows, the run was configured for {}",
@@ -538,7 +631,7 @@ impl App {
                 corpus_name,
                 cfg,
                 train_w,
-                val_w,
+                eval,
                 key,
                 key_id,
                 resume,
@@ -565,7 +658,7 @@ impl App {
         corpus: String,
         cfg: TrainConfig,
         train_w: TokenWindows,
-        val_w: TokenWindows,
+        eval: EvalSet,
         key: DataKey,
         key_id: String,
         resume: Option<Vec<u8>>,
@@ -594,7 +687,7 @@ impl App {
                 max_steps,
                 file_tag,
             };
-            train::train(&thread_cfg, &train_w, &val_w, &ctx, &mut |e| {
+            train::train(&thread_cfg, &train_w, &eval, &ctx, &mut |e| {
                 tx.send(e)
                     .map_err(|_| train::TrainError::Stopped("the caller went away".into()))
             })
@@ -666,6 +759,9 @@ impl App {
                         sha256,
                         weights_sha256,
                         bytes,
+                        kept,
+                        epochs,
+                        utility,
                     } => {
                         self.store.runs().add_metrics(&row.id, &pending).await?;
                         pending.clear();
@@ -680,6 +776,11 @@ impl App {
                                     weights_sha256: weights_sha256.clone(),
                                     bytes: *bytes as i64,
                                     created_at: crate::store::now_ms(),
+                                    kept: *kept,
+                                    info: Some(serde_json::json!({
+                                        "epochs": epochs,
+                                        "utility": utility,
+                                    })),
                                 },
                             )
                             .await?;
@@ -776,16 +877,29 @@ impl App {
     /// its training thread may be writing the next one right now). Only the run's lock holder calls
     /// this, so those sessions are dead or fenced out, and nothing they wrote can be recorded any more.
     async fn prune_checkpoints(&self, row: &RunRow, own_tag: &str) -> anyhow::Result<()> {
-        let mut all = self.store.runs().checkpoints(&row.id).await?;
+        let all = self.store.runs().checkpoints(&row.id).await?;
         let dir = self.config.data_dir.join(&row.directory);
-        if all.len() > KEEP_CHECKPOINTS {
-            let old: Vec<_> = all.drain(..all.len() - KEEP_CHECKPOINTS).collect();
-            for c in &old {
-                self.store.runs().remove_checkpoint(&row.id, c.step).await?;
-                let _ = std::fs::remove_file(dir.join(&c.file));
+        let newest_kept = all.iter().filter(|c| c.kept).map(|c| c.step).max();
+        let resume: Vec<&CheckpointRow> = all.iter().filter(|c| !c.kept).collect();
+        let surplus = resume.len().saturating_sub(KEEP_CHECKPOINTS);
+        let (mut stay, mut gone) = (Vec::new(), Vec::new());
+        for c in &all {
+            let pos = resume.iter().position(|r| r.step == c.step);
+            let pruned = match pos {
+                None => false,
+                Some(p) => p < surplus || newest_kept.is_some_and(|k| c.step < k),
+            };
+            if pruned {
+                gone.push(c)
+            } else {
+                stay.push(c.clone())
             }
         }
-        remove_unrecorded(&dir, &all, |tag| tag != own_tag);
+        for c in gone {
+            self.store.runs().remove_checkpoint(&row.id, c.step).await?;
+            let _ = std::fs::remove_file(dir.join(&c.file));
+        }
+        remove_unrecorded(&dir, &stay, |tag| tag != own_tag);
         Ok(())
     }
 
@@ -804,13 +918,43 @@ impl App {
             .unwrap_or_else(|| "(removed)".into());
         let metrics = self.store.runs().metrics(&run.id).await?;
         let steps_logged = metrics.iter().filter(|m| m.kind == "step").count();
+        let checkpoints = self.store.runs().checkpoints(&run.id).await?;
+        let history = self.history(&run.id, &checkpoints).await?;
         Ok(RunDetails {
-            checkpoints: self.store.runs().checkpoints(&run.id).await?,
+            checkpoints,
+            history,
             epochs: metrics.into_iter().filter(|m| m.kind == "epoch").collect(),
             steps_logged,
             corpus,
             run,
         })
+    }
+
+    /// The kept checkpoints of a run (and its newest, kept or not), each with its utility and the figures
+    /// of its newest successful audit.
+    pub async fn history(
+        &self,
+        run_id: &str,
+        checkpoints: &[CheckpointRow],
+    ) -> anyhow::Result<Vec<CheckpointView>> {
+        let audits = self.store.audits().list(Some(run_id)).await?;
+        let newest = checkpoints.last().map(|c| c.step);
+        Ok(checkpoints
+            .iter()
+            .filter(|c| c.kept || Some(c.step) == newest)
+            .map(|c| CheckpointView {
+                step: c.step,
+                epochs: c.epochs(),
+                kept: c.kept,
+                weights_sha256: c.weights_sha256.clone(),
+                utility: checkpoint_utility(c),
+                audit: audits
+                    .iter()
+                    .filter(|a| a.state == "succeeded" && a.checkpoint_sha256 == c.sha256)
+                    .max_by_key(|a| a.created_at)
+                    .and_then(AuditFigures::of),
+            })
+            .collect())
     }
 
     /// The model of a run's newest checkpoint, with its configuration and the corpus tokenizer.
@@ -839,9 +983,27 @@ impl App {
         let checkpoint = match (chosen, step) {
             (Some(c), _) => c.clone(),
             (None, None) => anyhow::bail!("run {id} has no checkpoint yet"),
-            (None, Some(s)) => anyhow::bail!(
-                "checkpoint step {s} of run {id} no longer exists (newer training pruned it); audit the run again"
-            ),
+            (None, Some(s)) => {
+                let kept: Vec<String> = all
+                    .iter()
+                    .filter(|c| c.kept || Some(c.step) == all.last().map(|l| l.step))
+                    .map(|c| c.step.to_string())
+                    .collect();
+                let cfg = App::run_config(&run)?;
+                let why = if s < 0 || s as u64 > cfg.total_steps {
+                    format!("the run has {} steps", cfg.total_steps)
+                } else if s as u64 > run.step as u64 {
+                    format!("the run has trained {} steps so far", run.step)
+                } else {
+                    "that step was not kept (or newer training pruned it)".to_string()
+                };
+                return Err(super::NotFound(format!(
+                    "run {id} has no checkpoint at step {s}: {why}; its checkpoints are at steps {} \
+                     (`lethe runs show {id}`)",
+                    kept.join(", ")
+                ))
+                .into());
+            }
         };
         let key = self.run_key(&run).await?;
         let (_, sealed) = self.run_corpus(&run).await?;

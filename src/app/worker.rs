@@ -19,11 +19,20 @@ use serde::Serialize;
 use super::audit_shards::{PieceArgs, MERGE_KIND, SCORES_KIND, SHARD_KIND};
 use super::train::TrainRequest;
 use super::App;
+use crate::audit::Stage;
 use crate::store::{Capacity, Job, NewJob, WorkerRow};
 use crate::train::Event;
 
 /// Job kinds this worker can run.
-pub const KINDS: &[&str] = &["train", "audit", SHARD_KIND, SCORES_KIND, MERGE_KIND];
+pub const KINDS: &[&str] = &[
+    "train",
+    "audit",
+    SHARD_KIND,
+    SCORES_KIND,
+    MERGE_KIND,
+    "study",
+    "select",
+];
 /// How long a running job may go without a heartbeat before another worker may take it, by default.
 pub const LEASE_MS: i64 = 60_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -490,6 +499,40 @@ impl App {
                     }
                 };
                 Ok(Finished::Result(result))
+            }
+            "study" => {
+                let mut spec: super::study::RepetitionSpec =
+                    serde_json::from_value(job.args.clone()).map_err(invalid)?;
+                spec.created_by = spec.created_by.or_else(|| job.created_by.clone());
+                let total = (spec.epochs.len() * spec.objectives.len()).max(1);
+                let done = AtomicU64::new(0);
+                let mut progress = |line: String| {
+                    if line.contains("auditing") {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let d = done.load(Ordering::Relaxed) as f64;
+                    beat.set(d / total as f64, Some(line));
+                };
+                let d = self
+                    .study_repetition(spec, Some(job.id.clone()), &mut progress)
+                    .await?;
+                Ok(Finished::Result(serde_json::json!({ "study": d.row.id })))
+            }
+            "select" => {
+                let req: super::gate::SelectRequest =
+                    serde_json::from_value(job.args.clone()).map_err(invalid)?;
+                let policy = req.policy()?;
+                let by = req.created_by.clone().or_else(|| job.created_by.clone());
+                let mut progress = |step: i64, stage: Stage, _: usize, _: usize| {
+                    beat.set(0.0, Some(format!("auditing step {step}: {}", stage.as_str())));
+                };
+                let sel = self
+                    .gate_select(&req.run, &policy, by.as_deref(), &mut progress)
+                    .await?;
+                Ok(Finished::Result(serde_json::json!({
+                    "run": sel.run, "step": sel.step,
+                    "gate": sel.gate.as_ref().map(|g| g.decision.clone()),
+                })))
             }
             other => anyhow::bail!("this worker cannot run {other} jobs"),
         }

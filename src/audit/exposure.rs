@@ -28,7 +28,14 @@ pub const MIN_AHEAD: usize = 10;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanaryExposure {
     pub id: u32,
+    /// Copies planted in the corpus.
     pub repeats: u32,
+    /// Copies inside the documents the run trained on (fewer than `repeats` for a run on a subset).
+    #[serde(default)]
+    pub copies_trained: u32,
+    /// Times the audited checkpoint saw the canary: copies trained × epochs done.
+    #[serde(default)]
+    pub times_seen: f64,
     /// 1 + candidates scoring at least as high as the canary.
     pub rank: usize,
     pub candidates: usize,
@@ -37,10 +44,13 @@ pub struct CanaryExposure {
     pub method: String,
 }
 
-/// Exposure of the canaries planted the same number of times.
+/// Exposure of the canaries the run trained on the same number of copies of (`repeats`: copies inside the
+/// trained documents; `times_seen`: those copies × epochs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ByRepeats {
     pub repeats: u32,
+    #[serde(default)]
+    pub times_seen: f64,
     pub canaries: usize,
     pub mean_exposure: f64,
     pub max_exposure: f64,
@@ -51,8 +61,16 @@ pub struct CanaryReport {
     /// log2 of the candidate space: the largest possible exposure.
     pub space_bits: f64,
     pub canaries: Vec<CanaryExposure>,
+    /// Seen canaries only: a canary none of whose copies the run trained on is a control (below).
     pub by_repeats: Vec<ByRepeats>,
+    /// The highest exposure of a canary the model saw.
     pub max_exposure: f64,
+    /// Canaries whose every copy fell outside the run's training documents: never seen, so their
+    /// exposure is what chance gives (the gate does not count them).
+    #[serde(default)]
+    pub controls: usize,
+    #[serde(default)]
+    pub control_max_exposure: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
 }
@@ -92,6 +110,8 @@ pub fn run(
         canaries: Vec::new(),
         by_repeats: Vec::new(),
         max_exposure: 0.0,
+        controls: 0,
+        control_max_exposure: 0.0,
         skipped: None,
     };
     if corpus.canaries.is_empty() {
@@ -117,24 +137,34 @@ pub fn run(
         report.canaries.push(rank_one(model, corpus, params, c)?);
     }
     progress(Stage::Canaries, corpus.canaries.len(), corpus.canaries.len());
-    let mut repeats: Vec<u32> = report.canaries.iter().map(|c| c.repeats).collect();
+    let mut repeats: Vec<u32> = report
+        .canaries
+        .iter()
+        .map(|c| c.copies_trained)
+        .filter(|&c| c > 0)
+        .collect();
     repeats.sort_unstable();
     repeats.dedup();
     for r in repeats {
         let e: Vec<f64> = report
             .canaries
             .iter()
-            .filter(|c| c.repeats == r)
+            .filter(|c| c.copies_trained == r)
             .map(|c| c.exposure)
             .collect();
         report.by_repeats.push(ByRepeats {
             repeats: r,
+            times_seen: f64::from(r) * corpus.epochs,
             canaries: e.len(),
             mean_exposure: e.iter().sum::<f64>() / e.len() as f64,
             max_exposure: e.iter().copied().fold(0.0, f64::max),
         });
     }
-    report.max_exposure = report.canaries.iter().map(|c| c.exposure).fold(0.0, f64::max);
+    let (seen, controls): (Vec<&CanaryExposure>, Vec<&CanaryExposure>) =
+        report.canaries.iter().partition(|c| c.copies_trained > 0);
+    report.max_exposure = seen.iter().map(|c| c.exposure).fold(0.0, f64::max);
+    report.controls = controls.len();
+    report.control_max_exposure = controls.iter().map(|c| c.exposure).fold(0.0, f64::max);
     Ok(report)
 }
 
@@ -169,9 +199,12 @@ fn rank_one(
         .tail_scores(&rows, &keep, params.canary_mc_samples, params.seed ^ 0x5EC)
         .map_err(model_err("canary exposure"))?;
     let (rank, exposure, method) = exposure(scores[0], &scores[1..]);
+    let copies_trained = canary.docs.iter().filter(|&&d| corpus.is_member(d)).count() as u32;
     Ok(CanaryExposure {
         id: canary.id,
         repeats: canary.repeats,
+        copies_trained,
+        times_seen: f64::from(copies_trained) * corpus.epochs,
         rank,
         candidates: scores.len() - 1,
         exposure,

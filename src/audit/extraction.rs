@@ -5,7 +5,9 @@
 //! **Sampling.** Sequences of `prefix + suffix` tokens are drawn uniformly over every position of every
 //! training document long enough to hold one (a pool sixteen times the sample size). Each pooled sequence
 //! is counted in the whole training split (a rolling hash over every window: the count is exact up to
-//! 64-bit hash collisions) and falls into a duplicate-count bucket (1, 2–4, 5–16, 17–64, 65+). The sample
+//! 64-bit hash collisions). The times the audited checkpoint saw it are that count times the epochs it had
+//! trained, and put it in a bucket (1, 2–4, 5–16, 17–64, 65+ times seen): a unique sequence after 16
+//! epochs was seen as often as one copied 16 times after one epoch. The sample
 //! takes the buckets in turn so rare, heavily duplicated sequences are not drowned out, and the overall
 //! rate weights each bucket by its share of the pool, so it estimates the rate over all training
 //! positions (see [`stats::stratified`]).
@@ -23,7 +25,7 @@ use super::stats::{self, Rate, Rng};
 use super::{model_err, AuditCorpus, AuditError, AuditModel, AuditParams, Progress, SamplerSettings, Stage};
 use crate::corpus::tokenizer::MASK_ID;
 
-/// Duplicate-count buckets: inclusive lower bounds; the last is open.
+/// Times-seen buckets (copies × epochs): inclusive lower bounds; the last is open.
 pub const BUCKETS: [usize; 5] = [1, 2, 5, 17, 65];
 
 /// One training sequence probed by the audit.
@@ -34,8 +36,11 @@ pub struct Window {
     /// Token offset in the document.
     pub offset: usize,
     pub tokens: Vec<u32>,
-    /// Occurrences of these tokens in the training split.
+    /// Occurrences of these tokens in the training documents the run used.
     pub duplicates: usize,
+    /// Times the audited checkpoint saw them: duplicates × epochs, rounded, at least 1.
+    #[serde(default)]
+    pub times_seen: usize,
     pub bucket: usize,
 }
 
@@ -47,12 +52,16 @@ pub struct Sample {
     pub shares: [f64; BUCKETS.len()],
     /// Training positions a sequence can start at.
     pub positions: u64,
+    /// Epochs the audited checkpoint had trained.
+    #[serde(default)]
+    pub epochs: f64,
 }
 
 /// Figures of one bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketReport {
-    /// `1`, `2-4`, … `65+`.
+    /// Times seen (copies × epochs): `1`, `2-4`, … `65+`. (Named `duplicates` since the first report
+    /// format, when every run trained one epoch.)
     pub duplicates: String,
     /// Estimated share of training positions in this bucket.
     pub population_share: f64,
@@ -75,6 +84,9 @@ pub struct ExtractionReport {
     /// Mean normalized edit distance between generation and truth (0 = verbatim).
     pub mean_edit: f64,
     pub buckets: Vec<BucketReport>,
+    /// Epochs the audited checkpoint had trained (the buckets count copies × epochs).
+    #[serde(default)]
+    pub epochs: f64,
     /// Why nothing was measured, when nothing was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
@@ -151,6 +163,7 @@ pub fn sample_windows(
         windows: Vec::new(),
         shares: [0.0; BUCKETS.len()],
         positions,
+        epochs: corpus.epochs,
     };
     if positions == 0 || params.extraction_samples == 0 {
         return Ok(out);
@@ -179,12 +192,14 @@ pub fn sample_windows(
         let (index, doc) = &corpus.train[d];
         let tokens = doc[offset..offset + len].to_vec();
         let duplicates = counts.get(&hash_window(&tokens)).copied().unwrap_or(1).max(1);
-        let bucket = bucket_of(duplicates);
+        let times_seen = ((duplicates as f64 * corpus.epochs).round() as usize).max(1);
+        let bucket = bucket_of(times_seen);
         by_bucket[bucket].push(Window {
             doc: *index,
             offset,
             tokens,
             duplicates,
+            times_seen,
             bucket,
         });
     }
@@ -428,6 +443,7 @@ fn summarize(
             edit_sum / rows.len() as f64
         },
         buckets,
+        epochs: sample.epochs,
         skipped,
     })
 }

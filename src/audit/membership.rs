@@ -9,7 +9,9 @@
 //! - **min-k**: the mean of the lowest k% per-token terms (Shi et al. 2024, Min-K% Prob; for diffusion the
 //!   per-token ELBO terms, where a token the samples never masked counts 0).
 //!
-//! The holdout is chosen by document hash at ingest, so the two sides come from the same distribution.
+//! Non-members are the holdout (chosen by document hash at ingest) and, for a run on a subset
+//! (`--unique-tokens`), the training documents it left out (chosen by a keyed hash): both are never seen
+//! and come from the corpus's distribution.
 
 use std::io::Write as _;
 
@@ -34,6 +36,9 @@ pub struct MethodAuc {
 pub struct MembershipReport {
     pub members: usize,
     pub non_members: usize,
+    /// Of the non-members, how many are training documents the run left out (the rest are holdout).
+    #[serde(default)]
+    pub non_members_unseen: usize,
     /// Tokens scored per document.
     pub window: usize,
     pub methods: Vec<MethodAuc>,
@@ -99,10 +104,28 @@ pub fn run(
     let window = params.membership_window.min(model.context());
     let mut rng = Rng::new(params.seed ^ 0x003E_3BE7);
     let members = pick(corpus.train, params.membership_docs, &mut rng);
-    let others = pick(corpus.holdout, params.membership_docs, &mut rng);
+    // Non-members: the holdout and the training documents the run left out, both never seen.
+    let pool: Vec<(u32, Vec<u32>)> = if corpus.unseen.is_empty() {
+        corpus.holdout.to_vec()
+    } else {
+        let mut p: Vec<(u32, Vec<u32>)> = corpus.holdout.iter().chain(corpus.unseen).cloned().collect();
+        p.sort_unstable_by_key(|(d, _)| *d);
+        p
+    };
+    let others = pick(&pool, params.membership_docs, &mut rng);
+    let unseen_picked = others
+        .iter()
+        .filter(|&&i| {
+            corpus
+                .unseen
+                .binary_search_by_key(&pool[i].0, |(d, _)| *d)
+                .is_ok()
+        })
+        .count();
     let mut report = MembershipReport {
         members: members.len(),
         non_members: others.len(),
+        non_members_unseen: unseen_picked,
         window,
         methods: Vec::new(),
         max_auc: 0.5,
@@ -110,10 +133,11 @@ pub fn run(
     };
     if members.is_empty() || others.is_empty() {
         report.skipped = Some(format!(
-            "needs documents of at least {MIN_TOKENS} tokens on both sides; the corpus has {} training and {} \
-             holdout documents (ingest with --holdout above 0)",
+            "needs documents of at least {MIN_TOKENS} tokens on both sides; the run has {} training, {} \
+             holdout and {} left-out documents (ingest with --holdout above 0)",
             corpus.train.len(),
-            corpus.holdout.len()
+            corpus.holdout.len(),
+            corpus.unseen.len()
         ));
         return Ok(report);
     }
@@ -129,7 +153,7 @@ pub fn run(
     };
     let total = members.len() + others.len();
     let m_rows = rows(corpus.train, &members);
-    let o_rows = rows(corpus.holdout, &others);
+    let o_rows = rows(&pool, &others);
     let m = scores(model, corpus, &m_rows, params, &mut |d| {
         progress(Stage::Membership, d, total)
     })?;

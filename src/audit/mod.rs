@@ -96,12 +96,25 @@ pub trait AuditModel {
 
 /// The corpus side of an audit: what the model was trained on, decrypted in memory.
 pub struct AuditCorpus<'a> {
-    /// Training documents the model saw, as (document index in the corpus, tokens).
+    /// Training documents the model saw, as (document index in the corpus, tokens), in index order.
     pub train: &'a [(u32, Vec<u32>)],
     /// Holdout documents (never trained on), for membership inference.
     pub holdout: &'a [(u32, Vec<u32>)],
+    /// Training-split documents the run left out (`--unique-tokens`): never seen, from the same
+    /// distribution, so non-members beside the holdout.
+    pub unseen: &'a [(u32, Vec<u32>)],
     pub canaries: &'a [Canary],
     pub tokenizer: &'a CorpusTokenizer,
+    /// Epochs the audited checkpoint had trained: a sequence in `c` copies of the training documents was
+    /// seen `c × epochs` times.
+    pub epochs: f64,
+}
+
+impl AuditCorpus<'_> {
+    /// Whether document `index` is one the model trained on.
+    pub fn is_member(&self, index: u32) -> bool {
+        self.train.binary_search_by_key(&index, |(d, _)| *d).is_ok()
+    }
 }
 
 /// Most corpus shards one audit is cut into.

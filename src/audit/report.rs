@@ -30,6 +30,10 @@ pub struct AuditReport {
     pub canaries: CanaryReport,
     pub secrets: SecretsReport,
     pub membership: MembershipReport,
+    /// What the audited checkpoint learned (held-out bits per byte, continuation choice), so every
+    /// memorization figure stands beside it. `None` in reports made before it was measured.
+    #[serde(default)]
+    pub utility: Option<crate::eval::Utility>,
     /// Wall-clock seconds of each stage.
     #[serde(default)]
     pub seconds: std::collections::BTreeMap<String, f64>,
@@ -182,6 +186,31 @@ impl AuditReport {
     /// A few lines for a terminal: the headline figure of each audit.
     pub fn summary(&self) -> String {
         let mut s = String::new();
+        match &self.utility {
+            Some(u) => {
+                let _ = writeln!(
+                    s,
+                    "{:<14} held-out bits per byte {} ({}), continuation choice {}",
+                    "utility",
+                    u.bits_per_byte.map_or("n/a".into(), |b| format!("{b:.4}")),
+                    if u.mask_draws > 0 {
+                        "ELBO upper bound"
+                    } else {
+                        "exact"
+                    },
+                    u.choice_accuracy.map_or("n/a".into(), |a| format!(
+                        "{} [{}, {}] of {} items (chance 25%)",
+                        pct(a.value),
+                        pct(a.low),
+                        pct(a.high),
+                        a.n
+                    ))
+                );
+            }
+            None => {
+                let _ = writeln!(s, "{:<14} not measured", "utility");
+            }
+        }
         let rate = |r: &super::stats::Rate| format!("{} [{}, {}]", pct(r.rate), pct(r.low), pct(r.high));
         let ext = |name: &str, e: &ExtractionReport, s: &mut String| {
             if let Some(why) = &e.skipped {

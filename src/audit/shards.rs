@@ -337,6 +337,7 @@ pub fn merge(
         canaries: scores.canaries,
         secrets,
         membership: scores.membership,
+        utility: None,
         seconds,
     };
     Ok((report, evidence))

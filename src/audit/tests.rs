@@ -67,8 +67,10 @@ impl Fixture {
         AuditCorpus {
             train: &self.train,
             holdout: &self.holdout,
+            unseen: &[],
             canaries: &self.canaries,
             tokenizer: &self.tokenizer,
+            epochs: 1.0,
         }
     }
 }

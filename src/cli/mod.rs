@@ -80,13 +80,39 @@ pub enum Command {
     /// The tamper-evident ledger of security-relevant events.
     #[command(subcommand)]
     Ledger(LedgerCommand),
-    /// Evaluate a run's latest audit against a release policy and record the decision.
+    /// Evaluate a run's audit against a release policy and record the decision; or, with --select,
+    /// audit the run's kept checkpoints and pick the most useful one that passes.
     Gate {
         #[arg(long)]
         run: String,
         /// Policy file (default: the built-in policies/default.toml).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Gate the audit of this checkpoint step (default: the newest checkpoint).
+        #[arg(long, conflicts_with = "select")]
+        step: Option<i64>,
+        /// Audit the kept checkpoints that lack an audit (newest first, as the policy's [select] says)
+        /// and choose the most useful one that passes; release requests then name that step.
+        #[arg(long)]
+        select: bool,
+        /// With --select: audit as this user (the audits record who asked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// What a checkpoint learned: held-out bits per byte and continuation choice, with more windows,
+    /// items and mask draws than the trainer spends (recorded on the checkpoint).
+    Eval {
+        #[arg(long)]
+        run: String,
+        /// Checkpoint step (default: the newest).
+        #[arg(long)]
+        step: Option<i64>,
+        /// A multiple-choice file of your own (JSONL: context, choices, answer).
+        #[arg(long = "eval", value_name = "FILE.jsonl")]
+        eval_file: Option<PathBuf>,
+        /// The trainer's cheaper settings instead of the full ones (nothing is recorded).
+        #[arg(long)]
+        quick: bool,
     },
     /// Run queued jobs (training started with `lethe train --queue` or from the console).
     Worker {
@@ -144,9 +170,16 @@ pub enum Command {
 pub struct AuditArgs {
     #[command(subcommand)]
     command: Option<AuditCommand>,
-    /// Run whose latest checkpoint is audited.
+    /// Run whose checkpoint is audited.
     #[arg(long)]
     run: Option<String>,
+    /// The checkpoint step to audit (a kept one; `lethe runs show RUN` lists them); default the newest.
+    #[arg(long)]
+    step: Option<i64>,
+    /// A multiple-choice file of your own (JSONL: context, choices, answer) scored beside the held-out
+    /// utility.
+    #[arg(long = "eval", value_name = "FILE.jsonl")]
+    eval_file: Option<PathBuf>,
     /// A smaller audit (fewer samples everywhere) for smoke checks.
     #[arg(long)]
     quick: bool,
@@ -210,6 +243,10 @@ pub enum ReleaseCommand {
         /// For a failed gate, where the policy allows it: the written justification (needs one approval more).
         #[arg(long)]
         waiver: Option<String>,
+        /// The checkpoint step to release (default: the one gated last under this policy, which
+        /// `lethe gate --select` chooses).
+        #[arg(long)]
+        step: Option<i64>,
     },
     /// Approve the run's open release request (the policy's approving role; not its trainer or requester).
     Approve {
@@ -367,9 +404,20 @@ pub struct TrainArgs {
     /// Steps between sealed checkpoints (default: a tenth of the run).
     #[arg(long)]
     checkpoint_every: Option<u64>,
-    /// Use only this many training tokens, to study repetition.
+    /// Train on about this many unique tokens only (whole training documents chosen by a keyed hash
+    /// of --seed), to study repetition; the documents left out serve the audits as non-members.
     #[arg(long)]
     unique_tokens: Option<u64>,
+    /// Which epoch-end checkpoints the run keeps, each evaluated when saved: log (epochs 1, 2, 4, 8, …
+    /// and the last), all, or a number N (N epochs evenly spaced).
+    #[arg(long, default_value = "log", value_name = "log|all|N")]
+    keep_checkpoints: String,
+    /// Held-out windows scored at each kept checkpoint (drawn once for the run).
+    #[arg(long, default_value_t = 256)]
+    val_windows: usize,
+    /// Diffusion: mask draws per held-out window.
+    #[arg(long, default_value_t = 4)]
+    val_mask_draws: usize,
     /// Stop after this many steps in this invocation (the run stays resumable).
     #[arg(long)]
     max_steps: Option<u64>,
@@ -648,15 +696,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 out
             })
         }
-        Command::Gate { run, policy } => {
+        Command::Eval {
+            run,
+            step,
+            eval_file,
+            quick,
+        } => {
+            let app = App::open(&globals).await?;
+            let out = app.evaluate(run, *step, eval_file.as_deref(), !*quick).await?;
+            emit(cli.json, &out, || {
+                format!(
+                    "run {} step {} ({:.2} epochs):\n{}",
+                    out.run,
+                    out.step,
+                    out.epochs,
+                    utility_text(&out.utility)
+                )
+            })
+        }
+        Command::Gate {
+            run,
+            policy,
+            step,
+            select,
+            user,
+        } => {
             let policy = app::gate::load_policy(policy.as_deref())?;
             let app = App::open(&globals).await?;
-            let g = app.gate(run, &policy, None).await?;
+            if *select {
+                let by = match user {
+                    Some(u) => Some(signed_in(&app, u).await?.username),
+                    None => None,
+                };
+                let json = cli.json;
+                let mut last = (0i64, String::new());
+                let mut progress = |step: i64, stage: crate::audit::Stage, _d: usize, _t: usize| {
+                    if !json && (step, stage.as_str().to_string()) != last {
+                        eprintln!("auditing step {step}: {}", stage.as_str());
+                        last = (step, stage.as_str().to_string());
+                    }
+                };
+                let sel = app
+                    .gate_select(run, &policy, by.as_deref(), &mut progress)
+                    .await?;
+                emit(cli.json, &sel, || select_text(&sel))?;
+                return if sel.step.is_some() {
+                    Ok(())
+                } else {
+                    Err(GateFailed.into())
+                };
+            }
+            let g = app.gate_step(run, &policy, *step, None).await?;
             emit(cli.json, &g, || {
                 format!(
-                    "gate {} for run {} (audit {}) under policy {:?} ({}, sha256 {}):\n{}decision: {}\n",
+                    "gate {} for run {} step {} (audit {}) under policy {:?} ({}, sha256 {}):\n{}decision: {}\n",
                     g.decision,
                     g.run,
+                    g.checkpoint_step,
                     g.audit,
                     g.result.policy,
                     g.policy_origin,
@@ -1122,12 +1218,20 @@ fn progress_printer(json: bool) -> impl FnMut(&Event) + Send {
             if tty {
                 eprintln!();
             }
-            eprintln!(
-                "epoch {epoch}: train loss {train_loss:.4}, validation loss {}",
-                val_loss
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or_else(|| "n/a (no holdout)".into())
-            );
+            match val_loss {
+                Some(v) => {
+                    eprintln!("epoch {epoch}: train loss {train_loss:.4}, held-out loss {v:.4} nats/token")
+                }
+                None => eprintln!("epoch {epoch}: train loss {train_loss:.4}"),
+            }
+        }
+        Event::Checkpoint {
+            step,
+            kept: true,
+            utility: Some(u),
+            ..
+        } => {
+            eprint!("kept checkpoint at step {step}:\n{}", utility_text(u));
         }
         Event::Checkpoint { .. } => {}
     }
@@ -1169,7 +1273,9 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
             seed: a.seed,
             checkpoint_every: a.checkpoint_every,
             unique_tokens: a.unique_tokens,
-            ..Default::default()
+            keep: crate::train::KeepRule::parse(&a.keep_checkpoints).map_err(|e| anyhow::anyhow!(e))?,
+            val_windows: a.val_windows,
+            val_mask_draws: a.val_mask_draws,
         };
         if a.gpu && !a.queue {
             anyhow::bail!("--gpu chooses which workers may run queued work: add --queue (training in the foreground uses the GPU when there is one)");
@@ -1365,6 +1471,8 @@ async fn audit(cli: &Cli, globals: &Globals, a: &AuditArgs) -> anyhow::Result<()
             }
             let mut req = app::audit::AuditRequest {
                 run: run.clone(),
+                step: a.step,
+                eval_file: a.eval_file.clone(),
                 quick: a.quick,
                 params,
                 rules,
@@ -1519,14 +1627,39 @@ async fn runs(cli: &Cli, globals: &Globals, cmd: &RunsCommand) -> anyhow::Result
                             .unwrap_or_else(|| "n/a".into())
                     ));
                 }
-                out.push_str("checkpoints\n");
-                for k in &d.checkpoints {
+                out.push_str(&format!(
+                    "data         {} unique tokens in {} training documents{}\n",
+                    c["train_tokens"],
+                    c["train_docs"],
+                    if c["unique_tokens"].is_null() {
+                        String::new()
+                    } else {
+                        format!(" (capped at {}, chosen by {})", c["unique_tokens"], c["subset"])
+                    }
+                ));
+                out.push_str(
+                    "checkpoints  (held-out bits per byte and continuation choice; memorization where audited)\n\
+                     \x20 step     epochs  kept   bits/byte  choice             audit        exact   canary  MIA AUC\n",
+                );
+                for k in &d.history {
+                    let u = k.utility.as_ref();
+                    let a = k.audit.as_ref();
                     out.push_str(&format!(
-                        "  step {:<8} {} ({} bytes, weights {})\n",
+                        "  {:<8} {:>6} {:>5} {:>11} {:<18} {:<12} {:>6} {:>8} {:>8}\n",
                         k.step,
-                        k.file,
-                        k.bytes,
-                        &k.weights_sha256[..16]
+                        k.epochs.map_or("-".into(), |e| format!("{e:.1}")),
+                        if k.kept { "yes" } else { "no" },
+                        u.and_then(|u| u.bits_per_byte)
+                            .map_or("-".into(), |b| format!("{b:.4}")),
+                        u.and_then(|u| u.choice_accuracy).map_or("-".into(), |c| format!(
+                            "{:.1}% (n={})",
+                            100.0 * c.value,
+                            c.n
+                        )),
+                        a.map_or("-".into(), |a| a.id.clone()),
+                        a.map_or("-".into(), |a| format!("{:.1}%", 100.0 * a.extraction_exact)),
+                        a.map_or("-".into(), |a| format!("{:.1}", a.max_canary_exposure)),
+                        a.map_or("-".into(), |a| format!("{:.3}", a.membership_max_auc)),
                     ));
                 }
                 out
@@ -1681,9 +1814,9 @@ async fn release_cmd(cli: &Cli, globals: &Globals, cmd: &ReleaseCommand) -> anyh
     let policy = app::gate::load_policy(target.policy.as_deref())?;
     let user = signed_in(&app, &target.user).await?;
     match cmd {
-        ReleaseCommand::Request { waiver, .. } => {
+        ReleaseCommand::Request { waiver, step, .. } => {
             let r = app
-                .request_release(&user, &target.run, &policy, waiver.as_deref())
+                .request_release(&user, &target.run, &policy, waiver.as_deref(), *step)
                 .await?;
             emit(cli.json, &r, || {
                 format!(
@@ -1749,4 +1882,71 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> a
         }
         _ => Ok(()),
     }
+}
+
+/// What a checkpoint learned, in a few lines.
+fn utility_text(u: &crate::eval::Utility) -> String {
+    let mut s = format!(
+        "  held-out bits per byte  {}  ({} nats/token; {} windows, {} tokens, {})\n",
+        u.bits_per_byte.map_or("n/a".into(), |b| format!("{b:.4}")),
+        u.nats_per_token.map_or("n/a".into(), |b| format!("{b:.4}")),
+        u.windows,
+        u.tokens,
+        if u.mask_draws > 0 {
+            format!("ELBO upper bound, {} mask draws each", u.mask_draws)
+        } else {
+            "exact".to_string()
+        }
+    );
+    match &u.choice_accuracy {
+        Some(a) => s.push_str(&format!(
+            "  continuation choice     {:.1}%  (95% interval {:.1}–{:.1}%, {} held-out items, chance 25%)\n",
+            100.0 * a.value,
+            100.0 * a.low,
+            100.0 * a.high,
+            a.n
+        )),
+        None => s.push_str("  continuation choice     n/a (no held-out document long enough)\n"),
+    }
+    if let Some(c) = &u.custom {
+        s.push_str(&format!(
+            "  your items ({})  {:.1}%  (95% interval {:.1}–{:.1}%, {} items)\n",
+            c.file,
+            100.0 * c.accuracy.value,
+            100.0 * c.accuracy.low,
+            100.0 * c.accuracy.high,
+            c.accuracy.n
+        ));
+    }
+    s
+}
+
+/// `lethe gate --select`'s table.
+fn select_text(sel: &app::gate::Selected) -> String {
+    let f = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
+    let mut s = format!(
+        "checkpoints of run {} under policy {:?}, most useful by {:?} (newest first):\n\
+         {:>8} {:>7} {:>8} {:>7} {:>8} {:>8}  verdict\n",
+        sel.run, sel.policy, sel.rank_by, "step", "epochs", "choice", "bpb", "exact", "canary"
+    );
+    for c in &sel.candidates {
+        s.push_str(&format!(
+            "{:>8} {:>7} {:>8} {:>7} {:>8} {:>8}  {}\n",
+            c.step,
+            f(c.epochs, 1),
+            f(c.choice_accuracy, 3),
+            f(c.bits_per_byte, 3),
+            f(c.exact_extraction, 4),
+            f(c.max_canary_exposure, 1),
+            c.verdict
+        ));
+    }
+    match (&sel.step, &sel.gate) {
+        (Some(step), Some(g)) => s.push_str(&format!(
+            "selected step {step}: gate {} PASSED (audit {}); `lethe release request --run {}` names it\n",
+            g.decision, g.audit, sel.run
+        )),
+        _ => s.push_str("no audited checkpoint passes the policy: nothing selected\n"),
+    }
+    s
 }

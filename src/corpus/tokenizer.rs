@@ -124,6 +124,20 @@ impl CorpusTokenizer {
             .map_err(|e| CorpusError::Tokenizer(format!("encoding failed: {e}")))
     }
 
+    /// The UTF-8 bytes each token id stands for (0 for the special tokens), indexed by id. Byte-level
+    /// BPE writes every byte as one symbol, so a token's byte count is its symbol count. Bits per byte
+    /// divide by these, which lets runs with different tokenizers compare.
+    pub fn token_bytes(&self) -> Vec<u32> {
+        (0..self.vocab_size() as u32)
+            .map(|id| {
+                if (id as usize) < SPECIAL_TOKENS.len() {
+                    return 0;
+                }
+                self.inner.id_to_token(id).map_or(0, |t| t.chars().count() as u32)
+            })
+            .collect()
+    }
+
     /// Text of `ids`; special tokens are dropped.
     pub fn decode(&self, ids: &[u32]) -> Result<String, CorpusError> {
         self.inner

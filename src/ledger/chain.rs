@@ -177,6 +177,9 @@ pub mod action {
     pub const AUDIT_RUN: &str = "audit.run";
     /// The release gate was evaluated.
     pub const GATE_EVALUATE: &str = "gate.evaluate";
+    /// A checkpoint of a run was selected for release (`lethe gate --select`): the most useful of the
+    /// audited checkpoints that pass the policy, with why each other one was passed over.
+    pub const GATE_SELECT: &str = "gate.select";
     /// A release was requested.
     pub const RELEASE_REQUEST: &str = "release.request";
     /// A release was approved.

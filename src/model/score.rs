@@ -122,13 +122,84 @@ impl Transformer {
                 why: "the kept prefix leaves nothing to score",
             });
         }
+        self.elbo_given_seeded(rows, keep, mask_id, n_samples, &vec![seed; rows.len()])
+    }
+
+    /// [`Transformer::score_elbo_given`] with a seed of each row's own: rows with different seeds see
+    /// independent masks (held-out windows, whose average wants independent draws), rows with the same
+    /// seed and span length the same masks.
+    pub fn score_elbo_given_seeded(
+        &self,
+        rows: &[Vec<i64>],
+        keep: &[usize],
+        mask_id: i64,
+        n_samples: usize,
+        seeds: &[u64],
+    ) -> Result<ElboScore, ModelError> {
+        self.check_elbo_args("score_elbo_given", rows, mask_id, n_samples)?;
+        if keep.len() != rows.len() || seeds.len() != rows.len() {
+            return Err(ModelError::BadOption {
+                name: "keep",
+                value: keep.len() as f64,
+                why: "needs one kept-prefix length and one seed per row",
+            });
+        }
+        if let Some(row) = rows.iter().zip(keep).position(|(r, &k)| k >= r.len()) {
+            return Err(ModelError::EmptyRow {
+                row,
+                why: "the kept prefix leaves nothing to score",
+            });
+        }
+        self.elbo_given_seeded(rows, keep, mask_id, n_samples, seeds)
+    }
+
+    /// The log-likelihood of each row's tokens from `keep[r]` on given the tokens before, in nats:
+    /// exact for the AR baseline, a conditional ELBO (a lower bound) for the diffusion model, its masks
+    /// drawn from each row's seed in `seeds`. The one scoring rule of candidate continuations and
+    /// held-out text, whichever objective the model has.
+    pub fn score_tail(
+        &self,
+        rows: &[Vec<i64>],
+        keep: &[usize],
+        mask_id: i64,
+        n_samples: usize,
+        seeds: &[u64],
+    ) -> Result<Vec<f64>, ModelError> {
+        if self.config().causal {
+            if let Some(row) = rows.iter().zip(keep).position(|(r, &k)| k == 0 || k >= r.len()) {
+                return Err(ModelError::EmptyRow {
+                    row,
+                    why: "AR scoring needs a kept prefix of at least one token and a token after it",
+                });
+            }
+            // Term i predicts token i + 1, so the tail from `keep` starts at term keep - 1.
+            return Ok(self
+                .score_tokens(rows)?
+                .iter()
+                .zip(keep)
+                .map(|(t, &k)| t[k - 1..].iter().sum())
+                .collect());
+        }
+        Ok(self
+            .score_elbo_given_seeded(rows, keep, mask_id, n_samples, seeds)?
+            .elbo)
+    }
+
+    fn elbo_given_seeded(
+        &self,
+        rows: &[Vec<i64>],
+        keep: &[usize],
+        mask_id: i64,
+        n_samples: usize,
+        seeds: &[u64],
+    ) -> Result<ElboScore, ModelError> {
         let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
         let chunk = chunk_rows(&lens);
         let per_row: Vec<Vec<f64>> = self.without_grad(|| {
             by_length_chunks(&lens, chunk, |idx| {
                 let batch: Vec<&[i64]> = idx.iter().map(|&i| rows[i].as_slice()).collect();
                 let kept: Vec<usize> = idx.iter().map(|&i| keep[i]).collect();
-                let mut rngs: Vec<MaskRng> = idx.iter().map(|_| MaskRng::new(seed)).collect();
+                let mut rngs: Vec<MaskRng> = idx.iter().map(|&i| MaskRng::new(seeds[i])).collect();
                 self.elbo_terms_with(&batch, &kept, mask_id, n_samples, RowRng::PerRow(&mut rngs))
             })
         });

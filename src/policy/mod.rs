@@ -82,6 +82,21 @@ struct ThresholdsFile {
     max_regurgitated_secrets: Option<Spanned<i64>>,
     #[serde(default)]
     max_novel_secrets: Option<Spanned<i64>>,
+    #[serde(default)]
+    min_choice_accuracy: Option<Spanned<f64>>,
+    #[serde(default)]
+    max_bits_per_byte: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectFile {
+    #[serde(default)]
+    rank_by: Option<Spanned<String>>,
+    #[serde(default)]
+    max_audits: Option<Spanned<i64>>,
+    #[serde(default)]
+    stop_at_first_pass: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,7 +131,30 @@ struct PolicyFile {
     secrets: SecretsFile,
     #[serde(default)]
     audit: Option<Spanned<AuditParams>>,
+    #[serde(default)]
+    select: SelectFile,
     approvals: ApprovalsFile,
+}
+
+/// Which figure makes one checkpoint more useful than another when `lethe gate --select` picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RankBy {
+    /// Higher held-out continuation-choice accuracy, ties broken by lower bits per byte. The default:
+    /// a diffusion model's held-out loss can rise while its downstream skill still improves.
+    ChoiceAccuracy,
+    /// Lower held-out bits per byte.
+    BitsPerByte,
+}
+
+/// How `lethe gate --select` audits a run's kept checkpoints and picks one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    pub rank_by: RankBy,
+    /// Most checkpoints audited by one selection (newest first).
+    pub max_audits: usize,
+    /// Stop auditing at the first (newest) checkpoint that passes.
+    pub stop_at_first_pass: bool,
 }
 
 /// The gate's thresholds, validated.
@@ -132,6 +170,12 @@ pub struct Thresholds {
     pub max_regurgitated_secrets: usize,
     /// `None`: novel-looking findings are reported, not gated.
     pub max_novel_secrets: Option<usize>,
+    /// Utility the released checkpoint must have (`None`: not gated): held-out continuation-choice
+    /// accuracy at least this (chance is 0.25), held-out bits per byte at most this.
+    #[serde(default)]
+    pub min_choice_accuracy: Option<f64>,
+    #[serde(default)]
+    pub max_bits_per_byte: Option<f64>,
 }
 
 /// Who approves a release.
@@ -159,6 +203,7 @@ pub struct Policy {
     pub deny_list: Option<std::path::PathBuf>,
     /// The audit the policy expects (its defaults where the file is silent).
     pub audit: AuditParams,
+    pub select: Selection,
     pub approvals: Approvals,
 }
 
@@ -280,7 +325,50 @@ impl Policy {
                 .as_ref()
                 .map(|v| count(v, "max_novel_secrets"))
                 .transpose()?,
+            min_choice_accuracy: t
+                .min_choice_accuracy
+                .as_ref()
+                .map(|v| share(v, "min_choice_accuracy"))
+                .transpose()?,
+            max_bits_per_byte: match &t.max_bits_per_byte {
+                Some(v) if !(*v.get_ref() > 0.0 && v.get_ref().is_finite()) => {
+                    return Err(invalid(
+                        at(&v.span()),
+                        format!("max_bits_per_byte = {} must be a positive number", v.get_ref()),
+                    ))
+                }
+                Some(v) => Some(*v.get_ref()),
+                None => None,
+            },
         };
+        let sel = &file.select;
+        let select =
+            Selection {
+                rank_by: match &sel.rank_by {
+                    None => RankBy::ChoiceAccuracy,
+                    Some(v) => match v.get_ref().as_str() {
+                        "choice_accuracy" => RankBy::ChoiceAccuracy,
+                        "bits_per_byte" => RankBy::BitsPerByte,
+                        other => return Err(invalid(
+                            at(&v.span()),
+                            format!(
+                                "select.rank_by = {other:?} must be \"choice_accuracy\" or \"bits_per_byte\""
+                            ),
+                        )),
+                    },
+                },
+                max_audits: match &sel.max_audits {
+                    None => 8,
+                    Some(v) if (1..=64).contains(v.get_ref()) => *v.get_ref() as usize,
+                    Some(v) => {
+                        return Err(invalid(
+                            at(&v.span()),
+                            format!("select.max_audits = {} must be between 1 and 64", v.get_ref()),
+                        ))
+                    }
+                },
+                stop_at_first_pass: sel.stop_at_first_pass,
+            };
         let audit = match &file.audit {
             Some(a) => {
                 a.get_ref()
@@ -335,6 +423,7 @@ impl Policy {
             secret_packs: file.secrets.packs.iter().map(|p| resolve(p.get_ref())).collect(),
             deny_list: file.secrets.deny_list.as_ref().map(|p| resolve(p.get_ref())),
             audit,
+            select,
             approvals: Approvals {
                 required: required as usize,
                 role,
@@ -543,6 +632,64 @@ pub fn evaluate(policy: &Policy, report: &AuditReport) -> GateResult {
             threshold: max as f64,
             passed: k.novel <= max,
             note: "findings not in the corpus".into(),
+        });
+    }
+    // What the checkpoint learned, where the policy asks for a minimum.
+    let u = report.utility.as_ref();
+    if let Some(min) = t.min_choice_accuracy {
+        rows.push(match u.and_then(|u| u.choice_accuracy) {
+            None => not_measured(
+                "min_choice_accuracy",
+                min,
+                "the audit has no held-out continuation-choice accuracy",
+            ),
+            Some(a) => {
+                let value = match s {
+                    // The conservative figure for a minimum is the lower bound.
+                    Statistic::Upper => a.low,
+                    Statistic::Estimate => a.value,
+                };
+                GateRow {
+                    rule: "min_choice_accuracy".into(),
+                    measured: Some(value),
+                    threshold: min,
+                    passed: value >= min,
+                    note: format!(
+                        "{}; {} of {} held-out items right (chance 0.25)",
+                        match s {
+                            Statistic::Upper => "lower 95% bound",
+                            Statistic::Estimate => "estimate",
+                        },
+                        a.correct,
+                        a.n
+                    ),
+                }
+            }
+        });
+    }
+    if let Some(max) = t.max_bits_per_byte {
+        rows.push(match u.and_then(|u| u.bits_per_byte.map(|b| (b, u))) {
+            None => not_measured(
+                "max_bits_per_byte",
+                max,
+                "the audit has no held-out bits per byte",
+            ),
+            Some((b, u)) => GateRow {
+                rule: "max_bits_per_byte".into(),
+                measured: Some(b),
+                threshold: max,
+                passed: b <= max,
+                note: format!(
+                    "held-out, {} windows, {} ({})",
+                    u.windows,
+                    u.estimator,
+                    if u.mask_draws > 0 {
+                        format!("{} mask draws each", u.mask_draws)
+                    } else {
+                        "exact".to_string()
+                    }
+                ),
+            },
         });
     }
     // The audit must be at least as large as the policy asks, with the same shape of probe.

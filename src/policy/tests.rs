@@ -15,6 +15,7 @@ fn extraction(exact: usize, approx: usize, n: usize) -> ExtractionReport {
         approximate: wilson(approx, n),
         mean_edit: 0.5,
         buckets: Vec::new(),
+        epochs: 1.0,
         skipped: None,
     }
 }
@@ -44,6 +45,8 @@ fn clean_report() -> AuditReport {
             canaries: vec![CanaryExposure {
                 id: 0,
                 repeats: 4,
+                copies_trained: 4,
+                times_seen: 4.0,
                 rank: 900,
                 candidates: 2000,
                 exposure: 1.2,
@@ -51,6 +54,8 @@ fn clean_report() -> AuditReport {
             }],
             by_repeats: Vec::new(),
             max_exposure: 1.2,
+            controls: 0,
+            control_max_exposure: 0.0,
             skipped: None,
         },
         secrets: SecretsReport {
@@ -64,6 +69,7 @@ fn clean_report() -> AuditReport {
         membership: MembershipReport {
             members: 200,
             non_members: 200,
+            non_members_unseen: 0,
             window: 128,
             methods: vec![MethodAuc {
                 method: "loss".into(),
@@ -76,6 +82,7 @@ fn clean_report() -> AuditReport {
             max_auc: 0.51,
             skipped: None,
         },
+        utility: None,
         seconds: Default::default(),
     }
 }

@@ -418,6 +418,8 @@ pub fn audit_request(s: &AppState, run: String, quick: bool, user: &str) -> Audi
         created_by: Some(user.to_string()),
         job_id: None,
         gpu: false,
+        step: None,
+        eval_file: None,
     }
 }
 
@@ -476,6 +478,9 @@ struct RequestRelease {
     run: String,
     #[serde(default)]
     waiver: Option<String>,
+    /// The checkpoint step (default: the one gated last under the server's policy).
+    #[serde(default)]
+    step: Option<i64>,
 }
 
 async fn request_release(
@@ -485,7 +490,7 @@ async fn request_release(
 ) -> ApiResult<Json<Value>> {
     c.require(REQUEST)?;
     let app = s.app().await;
-    app.request_release(&c.user, &b.run, &s.policy, b.waiver.as_deref())
+    app.request_release(&c.user, &b.run, &s.policy, b.waiver.as_deref(), b.step)
         .await?;
     Ok(Json(json!(app.release_status(&b.run).await?)))
 }

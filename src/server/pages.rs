@@ -805,7 +805,7 @@ async fn request_release(
         let waiver = f.get("waiver").map(|w| w.trim()).filter(|w| !w.is_empty());
         s.app()
             .await
-            .request_release(&c.user, &run, &s.policy, waiver)
+            .request_release(&c.user, &run, &s.policy, waiver, None)
             .await?;
         Ok(see(&back))
     })

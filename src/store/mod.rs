@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod releases;
 pub mod runs;
 pub mod sessions;
+pub mod studies;
 pub mod users;
 pub mod workers;
 
@@ -29,6 +30,7 @@ pub use jobs::{Job, JobState, Jobs, NewJob};
 pub use releases::{ReleaseRow, Releases, ReviewOutcome, ReviewRow};
 pub use runs::{CheckpointRow, MetricRow, RunRow, Runs};
 pub use sessions::{SessionRow, Sessions};
+pub use studies::{Studies, StudyRow};
 pub use users::{Role, User, Users};
 pub use workers::{WorkerRow, Workers};
 
@@ -311,6 +313,10 @@ impl Store {
 
     pub fn releases(&self) -> Releases<'_> {
         Releases::new(self)
+    }
+
+    pub fn studies(&self) -> Studies<'_> {
+        Studies::new(self)
     }
 
     pub fn sessions(&self) -> Sessions<'_> {

@@ -47,6 +47,20 @@ pub struct CheckpointRow {
     pub weights_sha256: String,
     pub bytes: i64,
     pub created_at: i64,
+    /// Kept for good in the run's history (not pruned); see `train::KeepRule`.
+    pub kept: bool,
+    /// `epochs` and `utility` (what the checkpoint learned), as JSON; `None` for a resume checkpoint.
+    pub info: Option<serde_json::Value>,
+}
+
+impl CheckpointRow {
+    /// Epochs done at the checkpoint, when recorded.
+    pub fn epochs(&self) -> Option<f64> {
+        self.info
+            .as_ref()
+            .and_then(|i| i.get("epochs"))
+            .and_then(|e| e.as_f64())
+    }
 }
 
 const RUN_COLUMNS: &str =
@@ -283,8 +297,8 @@ impl<'a> Runs<'a> {
             .await
             .map_err(StoreError::query("replacing a checkpoint"))?;
         sqlx::query(
-            "INSERT INTO checkpoints (run_id, step, file, sha256, weights_sha256, bytes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO checkpoints (run_id, step, file, sha256, weights_sha256, bytes, created_at, kept, info) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(run_id)
         .bind(c.step)
@@ -293,6 +307,8 @@ impl<'a> Runs<'a> {
         .bind(&c.weights_sha256)
         .bind(c.bytes)
         .bind(c.created_at)
+        .bind(i64::from(c.kept))
+        .bind(c.info.as_ref().map(|v| v.to_string()))
         .execute(self.store.pool())
         .await
         .map_err(StoreError::query("recording a checkpoint"))?;
@@ -309,9 +325,27 @@ impl<'a> Runs<'a> {
         Ok(())
     }
 
+    /// Replaces a checkpoint's `info` (a new evaluation of it).
+    pub async fn set_checkpoint_info(
+        &self,
+        run_id: &str,
+        step: i64,
+        info: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE checkpoints SET info = $1 WHERE run_id = $2 AND step = $3")
+            .bind(info.to_string())
+            .bind(run_id)
+            .bind(step)
+            .execute(self.store.pool())
+            .await
+            .map_err(StoreError::query("recording a checkpoint's evaluation"))?;
+        Ok(())
+    }
+
     pub async fn checkpoints(&self, run_id: &str) -> Result<Vec<CheckpointRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT step, file, sha256, weights_sha256, bytes, created_at FROM checkpoints WHERE run_id = $1 ORDER BY step",
+            "SELECT step, file, sha256, weights_sha256, bytes, created_at, kept, info FROM checkpoints \
+             WHERE run_id = $1 ORDER BY step",
         )
         .bind(run_id)
         .fetch_all(self.store.pool())
@@ -327,6 +361,17 @@ impl<'a> Runs<'a> {
                     weights_sha256: r.try_get("weights_sha256").map_err(q())?,
                     bytes: r.try_get("bytes").map_err(q())?,
                     created_at: r.try_get("created_at").map_err(q())?,
+                    kept: r.try_get::<i64, _>("kept").map_err(q())? != 0,
+                    info: {
+                        let text: Option<String> = r.try_get("info").map_err(q())?;
+                        text.map(|t| {
+                            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+                                table: "checkpoints",
+                                reason: format!("info is not JSON: {e}"),
+                            })
+                        })
+                        .transpose()?
+                    },
                 })
             })
             .collect()

@@ -93,6 +93,21 @@ pub fn weights_sha256(named: &[(String, Tensor)]) -> String {
     hex::encode(ctx.finish().as_ref())
 }
 
+/// [`weights_sha256`] of the model weights inside checkpoint `bytes` (what a release checks it exports
+/// the very weights that were recorded and audited).
+pub fn weights_sha256_of(bytes: &[u8]) -> Result<String, TrainError> {
+    let decoded = decode(bytes)?;
+    let named: Vec<(String, Tensor)> = decoded
+        .tensors
+        .iter()
+        .filter_map(|(k, t)| {
+            k.strip_prefix("model.")
+                .map(|n| (n.to_string(), t.shallow_clone()))
+        })
+        .collect();
+    Ok(weights_sha256(&named))
+}
+
 /// Serialises weights, moments and state into safetensors bytes.
 pub fn encode(
     weights: &[(String, Tensor)],

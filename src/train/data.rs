@@ -1,12 +1,119 @@
-//! Training data as the trainer sees it: the training split concatenated into one token stream
-//! (`<|bos|> document <|eos|>` after each other) cut into windows of the model's context length, and a
-//! fresh, seeded order of those windows for every epoch.
+//! Training data as the trainer sees it: the training documents the run uses ([`Subset`]: all of the
+//! training split, or whole documents chosen by a keyed hash up to `--unique-tokens`), concatenated into
+//! one token stream (`<|bos|> document <|eos|>` after each other) cut into windows of the model's context
+//! length, and a fresh, seeded order of those windows for every epoch.
 
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::corpus::manifest::DocMeta;
 use crate::corpus::tokenizer::{BOS_ID, EOS_ID};
 use crate::corpus::{CorpusError, Doc};
 use crate::model::MaskRng;
+
+/// How a run with `--unique-tokens` chooses its training documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubsetRule {
+    /// The first documents in corpus order, the last one cut at the cap. Runs made before the keyed
+    /// selection recorded nothing here and keep this rule, so they resume on the same data. It is
+    /// biased: corpus order is sorted by path, so a capped run saw only the first folders.
+    #[default]
+    Prefix,
+    /// Whole documents in the order of a keyed hash of their index (HMAC-SHA256 keyed by the run's
+    /// seed) until the cap is reached: a uniform sample of documents, so the subset has the corpus's
+    /// mix, and the same seed always picks the same documents.
+    Hash,
+}
+
+/// The training documents a run trains on. The training documents it leaves out were never seen by the
+/// model and come from the same distribution: the audits use them as non-members beside the holdout.
+#[derive(Debug, Clone)]
+pub struct Subset {
+    /// Per document index: the number of its tokens the run uses (`None`: the whole document; `Some(0)`:
+    /// none). `None` for the whole vector when the run uses the whole training split.
+    take: Option<Vec<Option<u32>>>,
+    /// Tokens of the packed stream (documents plus their two boundary tokens).
+    pub packed_tokens: u64,
+}
+
+impl Subset {
+    /// The subset a run with `cap` unique tokens (none: the whole training split), `rule` and `seed`
+    /// uses, computed from the manifest alone, so an audit finds the same documents without decrypting
+    /// any it does not need.
+    pub fn select(docs: &[DocMeta], cap: Option<u64>, rule: SubsetRule, seed: u64) -> Subset {
+        let train: Vec<usize> = (0..docs.len()).filter(|&i| !docs[i].holdout).collect();
+        let packed = |i: usize| u64::from(docs[i].tokens) + 2;
+        let Some(cap) = cap else {
+            return Subset {
+                take: None,
+                packed_tokens: train.iter().map(|&i| packed(i)).sum(),
+            };
+        };
+        let mut take = vec![Some(0u32); docs.len()];
+        let mut total = 0u64;
+        match rule {
+            SubsetRule::Prefix => {
+                // As the trainer used to pack: `<bos> doc <eos>` until the cap, the last document cut.
+                for &i in &train {
+                    if total >= cap {
+                        break;
+                    }
+                    let room = (cap - total).saturating_sub(1);
+                    take[i] = (total + packed(i) > cap).then_some(room as u32);
+                    total = (total + packed(i)).min(cap);
+                }
+            }
+            SubsetRule::Hash => {
+                let key = ring::hmac::Key::new(
+                    ring::hmac::HMAC_SHA256,
+                    format!("lethe-unique-tokens/{seed}").as_bytes(),
+                );
+                let mut order: Vec<(u64, usize)> = train
+                    .iter()
+                    .map(|&i| {
+                        let tag = ring::hmac::sign(&key, &(i as u64).to_le_bytes());
+                        let mut h = [0u8; 8];
+                        h.copy_from_slice(&tag.as_ref()[..8]);
+                        (u64::from_le_bytes(h), i)
+                    })
+                    .collect();
+                order.sort_unstable();
+                for (_, i) in order {
+                    if total >= cap {
+                        break;
+                    }
+                    take[i] = None;
+                    total += packed(i);
+                }
+            }
+        }
+        Subset {
+            take: Some(take),
+            packed_tokens: total,
+        }
+    }
+
+    /// Whether the run trains on (some of) training document `index`.
+    pub fn contains(&self, index: u32) -> bool {
+        self.tokens_of(index) != Some(0)
+    }
+
+    /// How many tokens of document `index` the run uses: `None` all of them, `Some(n)` the first n.
+    pub fn tokens_of(&self, index: u32) -> Option<u32> {
+        match &self.take {
+            None => None,
+            Some(t) => t.get(index as usize).copied().unwrap_or(Some(0)),
+        }
+    }
+
+    /// Documents of the training split the run uses.
+    pub fn documents(&self, docs: &[DocMeta]) -> usize {
+        (0..docs.len())
+            .filter(|&i| !docs[i].holdout && self.contains(i as u32))
+            .count()
+    }
+}
 
 /// Windows of `len` tokens over a packed stream.
 pub struct TokenWindows {
@@ -15,27 +122,35 @@ pub struct TokenWindows {
 }
 
 impl TokenWindows {
-    /// Packs `docs` into one stream, stopping after `cap` tokens when given (`--unique-tokens`, to study
-    /// repetition: fewer unique tokens, more epochs over them).
+    /// Packs the documents of `docs` that `subset` holds (all of them when `None`) into one stream.
     pub fn pack(
         docs: impl Iterator<Item = Result<Doc, CorpusError>>,
         len: usize,
-        cap: Option<u64>,
+        subset: Option<&Subset>,
     ) -> Result<TokenWindows, CorpusError> {
         let mut stream = Vec::new();
         for doc in docs {
             let doc = doc?;
+            let tokens = match subset.map(|s| s.tokens_of(doc.index)) {
+                Some(Some(0)) => continue,
+                Some(Some(n)) => {
+                    // A prefix-capped run's last document: cut, and the stream with it (no `<eos>`).
+                    stream.push(BOS_ID);
+                    stream.extend_from_slice(&doc.tokens[..(n as usize).min(doc.tokens.len())]);
+                    continue;
+                }
+                _ => &doc.tokens,
+            };
             stream.push(BOS_ID);
-            stream.extend_from_slice(&doc.tokens);
+            stream.extend_from_slice(tokens);
             stream.push(EOS_ID);
-            if cap.is_some_and(|c| stream.len() as u64 >= c) {
-                break;
-            }
-        }
-        if let Some(c) = cap {
-            stream.truncate(c as usize);
         }
         Ok(TokenWindows { stream, len })
+    }
+
+    /// The packed stream itself (validation draws windows at any offset of it).
+    pub fn stream(&self) -> &[u32] {
+        &self.stream
     }
 
     pub fn count(&self) -> usize {
@@ -93,6 +208,23 @@ mod tests {
             .collect()
     }
 
+    fn meta(lens: &[(u32, bool)], sources: &[&str]) -> Vec<DocMeta> {
+        lens.iter()
+            .zip(sources)
+            .map(|(&(tokens, holdout), src)| DocMeta {
+                source: src.to_string(),
+                sha256: String::new(),
+                bytes: u64::from(tokens) * 4,
+                tokens,
+                holdout,
+                shard: 0,
+                duplicate_of: None,
+                copies: 1,
+                canaries: Vec::new(),
+            })
+            .collect()
+    }
+
     #[test]
     fn packs_documents_with_boundaries_and_cuts_windows() {
         let w = TokenWindows::pack(docs(&[3, 2]).into_iter(), 4, None).unwrap();
@@ -103,8 +235,52 @@ mod tests {
             Vec::<i64>::try_from(b.view([-1])).unwrap(),
             [2, 1, 11, 11, 1, 10, 10, 10]
         );
-        let capped = TokenWindows::pack(docs(&[3, 2, 9]).into_iter(), 4, Some(6)).unwrap();
+        // The old prefix rule: the first documents, cut at the cap (6 tokens: `1 10 10 10 2 1`).
+        let m = meta(&[(3, false), (2, false), (9, false)], &["a", "b", "c"]);
+        let prefix = Subset::select(&m, Some(6), SubsetRule::Prefix, 1);
+        let capped = TokenWindows::pack(docs(&[3, 2, 9]).into_iter(), 4, Some(&prefix)).unwrap();
+        assert_eq!(capped.stream(), [1, 10, 10, 10, 2, 1]);
         assert_eq!(capped.count(), 1);
+    }
+
+    #[test]
+    fn hash_selection_takes_whole_documents_from_every_folder_and_is_fixed_by_the_seed() {
+        // 400 documents of 50 tokens in four folders, sorted by path as the corpus is; every tenth
+        // is held out.
+        let folders = ["billing", "engineering", "hr", "support"];
+        let sources: Vec<String> = (0..400)
+            .map(|i| format!("{}/doc{i:03}.md", folders[i / 100]))
+            .collect();
+        let srcs: Vec<&str> = sources.iter().map(String::as_str).collect();
+        let lens: Vec<(u32, bool)> = (0..400).map(|i| (50, i % 10 == 0)).collect();
+        let m = meta(&lens, &srcs);
+        let cap = 52 * 90; // about a quarter of the 360 training documents
+        let a = Subset::select(&m, Some(cap), SubsetRule::Hash, 7);
+        let b = Subset::select(&m, Some(cap), SubsetRule::Hash, 7);
+        let c = Subset::select(&m, Some(cap), SubsetRule::Hash, 8);
+        let chosen = |s: &Subset| -> Vec<usize> {
+            (0..400)
+                .filter(|&i| !m[i].holdout && s.contains(i as u32))
+                .collect()
+        };
+        assert_eq!(chosen(&a), chosen(&b));
+        assert_ne!(chosen(&a), chosen(&c));
+        assert_eq!(chosen(&a).len(), 90);
+        assert_eq!(a.packed_tokens, 90 * 52);
+        // Whole documents only, never a holdout one.
+        assert!((0..400).all(|i| a.tokens_of(i as u32).is_none_or(|n| n == 0)));
+        assert!((0..400).filter(|&i| m[i].holdout).all(|i| !a.contains(i as u32)));
+        // Every folder is there in about its share (a quarter each: 22.5 of 90).
+        for f in folders {
+            let n = chosen(&a).iter().filter(|&&i| m[i].source.starts_with(f)).count();
+            assert!((12..=34).contains(&n), "{f}: {n} of 90");
+        }
+        // The prefix rule, by contrast, took only the first folder.
+        let p = Subset::select(&m, Some(cap), SubsetRule::Prefix, 7);
+        assert!(chosen(&p).iter().all(|&i| m[i].source.starts_with("billing")));
+        // No cap: the whole training split.
+        let all = Subset::select(&m, None, SubsetRule::Hash, 7);
+        assert_eq!(all.documents(&m), 360);
     }
 
     #[test]

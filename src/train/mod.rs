@@ -14,13 +14,14 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::corpus::tokenizer::MASK_ID;
+use crate::eval::{EvalSet, Utility};
 use crate::model::{
     ar_loss, autocast_bf16, diffusion_loss, MaskPlan, MaskRng, MaskSchedule, ModelConfig, ModelOverrides,
     Transformer,
 };
 use crate::vault::stream::DataKey;
 use checkpoint::TrainState;
-use data::TokenWindows;
+use data::{SubsetRule, TokenWindows};
 use optim::AdamW;
 use schedule::{LrSchedule, ScheduleKind};
 
@@ -85,10 +86,61 @@ pub struct TrainSpec {
     pub seed: u64,
     /// Steps between checkpoints; by default a tenth of the run.
     pub checkpoint_every: Option<u64>,
-    /// Cap on the training tokens used (the rest of the corpus is left out), to study repetition.
+    /// Cap on the training tokens used (the rest of the corpus is left out), to study repetition: whole
+    /// documents chosen by a keyed hash of the seed (see [`data::Subset`]).
     pub unique_tokens: Option<u64>,
-    /// Holdout windows scored for validation each epoch.
+    /// Holdout windows scored at every kept checkpoint (drawn once for the run).
     pub val_windows: usize,
+    /// Diffusion: mask draws per validation window.
+    #[serde(default = "four")]
+    pub val_mask_draws: usize,
+    /// Which checkpoints stay in the run's history.
+    #[serde(default)]
+    pub keep: KeepRule,
+}
+
+fn four() -> usize {
+    4
+}
+
+/// Which epoch-end checkpoints a run keeps for good (the others are for resuming only and are pruned):
+/// `log` keeps epochs 1, 2, 4, 8, … and the last; `all` every epoch; `N` N epochs evenly spaced, the
+/// last among them. Each kept checkpoint is evaluated (held-out bits per byte, continuation choice) when
+/// it is saved, and any of them can be audited and released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepRule {
+    #[default]
+    Log,
+    All,
+    Spaced(u64),
+}
+
+impl KeepRule {
+    pub fn parse(s: &str) -> Result<KeepRule, String> {
+        match s {
+            "log" => Ok(KeepRule::Log),
+            "all" => Ok(KeepRule::All),
+            n => match n.parse::<u64>() {
+                Ok(k) if k >= 1 => Ok(KeepRule::Spaced(k)),
+                _ => Err(format!(
+                    "--keep-checkpoints {s:?} must be log, all, or a number of checkpoints (at least 1)"
+                )),
+            },
+        }
+    }
+
+    /// Whether the checkpoint after `epoch` epochs (1-based) of `epochs` is kept.
+    pub fn keeps(self, epoch: u64, epochs: u64) -> bool {
+        if epoch == epochs {
+            return true;
+        }
+        match self {
+            KeepRule::Log => epoch.is_power_of_two(),
+            KeepRule::All => true,
+            KeepRule::Spaced(n) => epoch * n / epochs > (epoch - 1) * n / epochs,
+        }
+    }
 }
 
 impl Default for TrainSpec {
@@ -107,7 +159,9 @@ impl Default for TrainSpec {
             seed: 1,
             checkpoint_every: None,
             unique_tokens: None,
-            val_windows: 32,
+            val_windows: 256,
+            val_mask_draws: 4,
+            keep: KeepRule::Log,
         }
     }
 }
@@ -130,10 +184,42 @@ pub struct TrainConfig {
     pub seed: u64,
     pub checkpoint_every: u64,
     pub unique_tokens: Option<u64>,
+    /// How the `unique_tokens` documents were chosen (runs from before the keyed selection: `prefix`).
+    #[serde(default)]
+    pub subset: SubsetRule,
+    /// Tokens of the packed training stream, and the training documents in it.
+    #[serde(default)]
+    pub train_tokens: u64,
+    #[serde(default)]
+    pub train_docs: usize,
     pub train_windows: usize,
     pub val_windows: usize,
+    #[serde(default = "one")]
+    pub val_mask_draws: usize,
+    #[serde(default)]
+    pub keep: KeepRule,
     pub mask_eps: f64,
     pub random_length_prob: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl TrainConfig {
+    /// Epochs done after `step` steps.
+    pub fn epochs_at(&self, step: u64) -> f64 {
+        step as f64 / self.steps_per_epoch.max(1) as f64
+    }
+
+    /// What a kept checkpoint is evaluated with.
+    pub fn eval_settings(&self) -> crate::eval::EvalSettings {
+        crate::eval::EvalSettings {
+            windows: self.val_windows,
+            mask_draws: self.val_mask_draws,
+            ..crate::eval::EvalSettings::checkpoint(self.seed)
+        }
+    }
 }
 
 /// Learning rates that train each preset stably (smaller models tolerate larger steps).
@@ -151,15 +237,22 @@ impl TrainSpec {
     pub fn resolve(
         &self,
         vocab: i64,
-        train_windows: usize,
-        val_windows: usize,
+        train: &TokenWindows,
+        subset: &data::Subset,
+        train_docs: usize,
     ) -> Result<TrainConfig, TrainError> {
+        let train_windows = train.count();
         let model = ModelConfig::preset(&self.preset, vocab)?
             .with_overrides(&self.overrides)?
             .with_causal(self.objective == Objective::Ar);
         model.validate()?;
         if self.epochs == 0 {
             return Err(TrainError::Config("--epochs must be at least 1".into()));
+        }
+        if self.val_windows == 0 || self.val_mask_draws == 0 {
+            return Err(TrainError::Config(
+                "--val-windows and --val-mask-draws must be at least 1".into(),
+            ));
         }
         if self.batch_size == 0 || self.grad_accum == 0 {
             return Err(TrainError::Config(
@@ -219,8 +312,13 @@ impl TrainSpec {
             seed: self.seed,
             checkpoint_every,
             unique_tokens: self.unique_tokens,
+            subset: SubsetRule::Hash,
+            train_tokens: subset.packed_tokens,
+            train_docs,
             train_windows,
-            val_windows: val_windows.min(self.val_windows),
+            val_windows: self.val_windows,
+            val_mask_draws: self.val_mask_draws,
+            keep: self.keep,
             mask_eps: 1e-3,
             random_length_prob: 0.01,
         })
@@ -250,6 +348,7 @@ pub enum Event {
         step: u64,
         epoch: u64,
         train_loss: f64,
+        /// Held-out nats per token, at kept checkpoints only (see [`KeepRule`]).
         val_loss: Option<f64>,
     },
     Checkpoint {
@@ -258,6 +357,12 @@ pub enum Event {
         sha256: String,
         weights_sha256: String,
         bytes: u64,
+        /// Kept for good (an epoch the [`KeepRule`] keeps), with what it learned; otherwise a checkpoint
+        /// for resuming only, pruned as newer ones land.
+        kept: bool,
+        /// Epochs done (fractional for a checkpoint inside an epoch).
+        epochs: f64,
+        utility: Option<Box<Utility>>,
     },
 }
 
@@ -317,45 +422,12 @@ pub fn load_weights(
     })
 }
 
-/// Mean validation loss over the holdout windows: fixed masks and a fixed t grid for diffusion, so
-/// epochs are comparable.
-pub fn validate(model: &Transformer, cfg: &TrainConfig, val: &TokenWindows, bf16: bool) -> Option<f64> {
-    let n = cfg.val_windows.min(val.count());
-    if n == 0 {
-        return None;
-    }
-    let device = model.device();
-    let mut total = 0.0;
-    let mut batches = 0;
-    tch::no_grad(|| {
-        for (b, chunk) in (0..n).collect::<Vec<_>>().chunks(cfg.batch_size).enumerate() {
-            let tokens = val.batch(chunk, device);
-            let loss = autocast_bf16(bf16, || match cfg.objective {
-                Objective::Diffusion => {
-                    let plan = MaskPlan::validation(
-                        chunk.len() as i64,
-                        cfg.model.context,
-                        cfg.mask_eps,
-                        0xE1B0 + b as u64,
-                        device,
-                    );
-                    diffusion_loss(model, &tokens, i64::from(MASK_ID), &plan)
-                }
-                Objective::Ar => ar_loss(model, &tokens),
-            });
-            total += loss.double_value(&[]);
-            batches += 1;
-        }
-    });
-    Some(total / batches as f64)
-}
-
 /// Runs (or resumes) training. `on_event` sees every step, epoch end and checkpoint; an error it returns
 /// stops the run.
 pub fn train(
     cfg: &TrainConfig,
     train_data: &TokenWindows,
-    val_data: &TokenWindows,
+    eval: &EvalSet,
     ctx: &RunContext,
     on_event: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<TrainOutcome, TrainError> {
@@ -479,9 +551,22 @@ pub fn train(
             eta_s: eta,
         })?;
 
+        let mut kept = None;
         if state.step_in_epoch == cfg.steps_per_epoch {
-            let val = validate(&model, cfg, val_data, bf16);
-            last_val = val;
+            let done = state.epoch + 1;
+            let val = if cfg.keep.keeps(done, cfg.epochs) {
+                let u = eval
+                    .evaluate(&model)
+                    .map_err(|e| TrainError::Stopped(e.to_string()))?;
+                let val = u.nats_per_token;
+                kept = Some(u);
+                val
+            } else {
+                None
+            };
+            if val.is_some() {
+                last_val = val;
+            }
             on_event(Event::Epoch {
                 step: state.step,
                 epoch: state.epoch,
@@ -495,7 +580,11 @@ pub fn train(
             order = data::epoch_order(train_data.count(), cfg.seed, state.epoch);
         }
         // A run stopped by `--max-steps` checkpoints where it stops, so nothing it did is lost.
-        if state.step % cfg.checkpoint_every == 0 || state.step == cfg.total_steps || state.step == stop_at {
+        if kept.is_some()
+            || state.step % cfg.checkpoint_every == 0
+            || state.step == cfg.total_steps
+            || state.step == stop_at
+        {
             let weights = model_vars(&model);
             let bytes = checkpoint::encode(&weights, &opt.state(), &state, &config_json)?;
             let written = checkpoint::write_sealed(
@@ -513,6 +602,9 @@ pub fn train(
                 sha256: written.sha256,
                 weights_sha256: checkpoint::weights_sha256(&weights),
                 bytes: written.bytes,
+                kept: kept.is_some(),
+                epochs: cfg.epochs_at(state.step),
+                utility: kept.map(Box::new),
             })?;
         }
     }
