@@ -74,11 +74,12 @@ demo: build
 	@echo "== lethe corpus synth: a fictional company's knowledge base, with planted secrets"
 	bin/lethe corpus synth --out "$(DEMO_CORPUS)" --docs 2000 --seed 7
 	@echo "== lethe corpus ingest: read once, sealed from here on, canaries planted"
-	bin/lethe --data-dir "$(DEMO_DIR)" corpus ingest --name kb --vocab 4096 --canaries 8 --canary-repeats 1,4,16,64 "$(DEMO_CORPUS)"
+	bin/lethe --data-dir "$(DEMO_DIR)" corpus ingest --name kb --vocab 4096 --holdout 0.1 --canaries 8 --canary-repeats 1,4,16,64 "$(DEMO_CORPUS)"
 	@echo "== lethe corpus verify"
 	bin/lethe --data-dir "$(DEMO_DIR)" corpus verify kb
 	bin/lethe --data-dir "$(DEMO_DIR)" corpus show kb
-	@echo "== lethe train: a tiny masked diffusion model, 8 passes over 200k tokens of the corpus (a few minutes on a CPU)"
+	@echo "== lethe train: a tiny masked diffusion model, 8 passes over 200k tokens of the corpus (a few minutes on a CPU);"
+	@echo "   checkpoints at epochs 1, 2, 4 and 8 are kept, each scored on held-out text when saved"
 	LETHE_PASSWORD=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/users/olga.json'))['one_time_password'])") \
 	bin/lethe --data-dir "$(DEMO_DIR)" --json train --user olga --corpus kb --preset tiny --context 128 --unique-tokens 200000 \
 		--epochs 8 --batch-size 16 > "$(DEMO_DIR)/train.json"
@@ -97,6 +98,8 @@ demo: build
 	scripts/demo-release.sh "$(DEMO_DIR)" $$run; \
 	echo "== the bundle's weights load in Python with the safetensors package:"; \
 	echo "   python3 -m venv /tmp/st && /tmp/st/bin/pip install -q safetensors numpy && /tmp/st/bin/python -c \"from safetensors.numpy import load_file; w = load_file('$(DEMO_DIR)/bundle/model.safetensors'); print(len(w), 'tensors', sum(v.size for v in w.values()), 'parameters')\""; \
+	echo "== diffusion against AR at matched utility (held-out continuation choice), not at equal epochs"; \
+	scripts/demo-compare.sh "$(DEMO_DIR)" $$run $$ar; \
 	echo "== the autoregressive baseline, same model, data and epochs, waits for review in the console"; \
 	scripts/demo-console.sh "$(DEMO_DIR)" $$ar $(DEMO_PORT)
 

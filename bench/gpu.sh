@@ -4,8 +4,8 @@
 # ratio, MFU; diffusion at batch 32 and 64, AR at 32), where a training step's GPU time goes (the
 # reference under torch.profiler, by kind of kernel), the reference under torch.compile (what fusion would
 # buy, a peer libtorch cannot follow), the extraction sampler at `base` against PyTorch
-# (prefixes/s), and Lethe's own trainer end to end on CUDA (ingest, a tiny diffusion run, sampling).
-# Meant to finish in about 5 minutes on an H100.
+# (prefixes/s), Lethe's own trainer end to end on CUDA (ingest, a tiny diffusion run, sampling), and the
+# repetition study at `small` (docs/study.md). Meant to finish in about 13 minutes on an H100 or H200.
 #
 #   bench/gpu.sh                 # binaries from $LETHE_GPU_BIN (default .device/): lethe, train_speed,
 #                                # sample_speed
@@ -69,6 +69,19 @@ run=$("$py" -c "import json; print(json.load(open('$out/train.json'))['run_id'])
 "$L" --data-dir "$D" runs show "$run"
 "$L" --data-dir "$D" sample --run "$run" --prompt "Ticket: SUP-" --length 32 --num 2
 "$L" --data-dir "$D" sample --run "$run" --infill "Subject: [MASK] request" --span 6
+
+echo "== 6. the repetition study on the GPU: small preset, 0.5M hash-selected unique tokens, 1 to 64 epochs"
+# Each epoch budget is its own run with a full schedule (docs/study.md); sized for about 8 minutes of one
+# H200 (127 epochs of 0.5M tokens per objective). Stopped after 9 minutes: what finished is kept.
+"$L" corpus synth --out /tmp/lethe-gpu-study --docs 4000 --seed 11 >/dev/null
+"$L" --data-dir "$D" corpus ingest --name study --vocab 8192 --holdout 0.1 --canaries 8 \
+    --canary-repeats 1,4,16,64 /tmp/lethe-gpu-study >/dev/null
+timeout 540 "$L" --data-dir "$D" study repetition --corpus study --preset small --context 256 \
+    --unique-tokens 500000 --epochs 1,2,4,8,16,32,64 --objectives diffusion,ar --batch-size 64 \
+    || echo "the study stopped (time limit or error); the points it finished are recorded"
+study=$("$L" --data-dir "$D" --json study list | "$py" -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
+"$L" --data-dir "$D" study show "$study" | tee "$out/study.txt"
+"$L" --data-dir "$D" --json study show "$study" >"$out/study.json"
 
 echo "== summary (details under $out)"
 "$py" - "$out" <<'EOF'

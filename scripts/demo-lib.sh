@@ -28,3 +28,27 @@ audit_gate_request() {
     echo "== lethe release request (operator olga)"
     as olga release request --run "$run" --policy "$policy" "${waiver[@]}"
 }
+
+# select_gate_request RUN: audits the run's newest kept checkpoints under the policy (its [select] says
+# how many), picks the most useful one that passes and has operator olga ask for its release; when none
+# passes, gates the newest and asks with a waiver (the demo policy allows one, for one approval more).
+select_gate_request() {
+    local run="$1" rc
+    echo "== lethe gate --select: audit the kept checkpoints, release the most useful one within the budget"
+    set +e
+    lethe gate --run "$run" --policy "$policy" --select
+    rc=$?
+    set -e
+    case "$rc" in
+        0) echo "== lethe release request (operator olga) for the selected checkpoint"
+           as olga release request --run "$run" --policy "$policy" ;;
+        3) echo "   (no checkpoint passes: gate the newest, and ask with a waiver, which this policy allows)"
+           set +e
+           lethe gate --run "$run" --policy "$policy"
+           set -e
+           echo "== lethe release request (operator olga)"
+           as olga release request --run "$run" --policy "$policy" \
+               --waiver "Synthetic demo corpus: no real data; released only to show the workflow." ;;
+        *) return "$rc" ;;
+    esac
+}

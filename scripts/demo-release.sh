@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The release half of `make demo`, from the command line: audit a run under policies/demo.toml, gate it,
-# then walk the two-person release: the operator asks, the trainer and an admin are refused, reviewers
+# The release half of `make demo`, from the command line: audit the run's newest kept checkpoints under
+# policies/demo.toml and select the most useful one within the budget (`gate --select`), then walk the
+# two-person release of that checkpoint: the operator asks, the trainer and an admin are refused, reviewers
 # approve, the bundle is exported and verified with only the public key, and the ledger is verified.
 #
 #   scripts/demo-release.sh DATA_DIR RUN_ID
@@ -10,7 +11,7 @@ data="$1" run="$2" policy=policies/demo.toml
 # shellcheck source=scripts/demo-lib.sh
 . scripts/demo-lib.sh
 
-audit_gate_request "$run"
+select_gate_request "$run"
 echo "== the trainer and an admin may not approve"
 as olga release approve --run "$run" --policy "$policy" --comment "my own run" || true
 as admin release approve --run "$run" --policy "$policy" --comment "admin override" || true

@@ -18,6 +18,8 @@ use crate::store::{ReleaseRow, ReviewOutcome, ReviewRow, Role, User};
 pub struct ReleaseStatus {
     pub run: String,
     pub audit: Option<String>,
+    /// The checkpoint that audit audited: the one a request releases.
+    pub checkpoint_step: Option<i64>,
     pub gate: Option<crate::store::GateDecision>,
     pub release: Option<ReleaseRow>,
     pub reviews: Vec<ReviewRow>,
@@ -244,11 +246,19 @@ impl App {
                 )
             }
             ReviewOutcome::Recorded { state, approvals } => {
+                let step = self.audit_row(&rel.audit_id).await?.checkpoint_step;
                 self.record(
                     &user.username,
-                    if approve { action::RELEASE_APPROVE } else { action::RELEASE_REJECT },
+                    if approve {
+                        action::RELEASE_APPROVE
+                    } else {
+                        action::RELEASE_REJECT
+                    },
                     &rel.run_id,
-                    serde_json::json!({ "release": rel.id, "comment": comment, "approvals": approvals, "state": state }),
+                    serde_json::json!({
+                        "release": rel.id, "checkpoint_step": step, "comment": comment,
+                        "approvals": approvals, "state": state,
+                    }),
                 )
                 .await?;
             }
@@ -330,6 +340,7 @@ impl App {
         };
         Ok(ReleaseStatus {
             run: run.id,
+            checkpoint_step: audit.as_ref().map(|a| a.checkpoint_step),
             audit: audit.map(|a| a.id),
             gate,
             release,

@@ -326,8 +326,65 @@ pub struct RunDetails {
     /// The kept checkpoints (and the newest one), with what each learned and, where audited, what it
     /// memorized.
     pub history: Vec<CheckpointView>,
+    /// The training documents the run used, by top-level folder of the corpus, against all the
+    /// training documents there: a capped run should show the corpus's mix.
+    pub subset_folders: Vec<FolderShare>,
     pub epochs: Vec<MetricRow>,
     pub steps_logged: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderShare {
+    pub folder: String,
+    /// Training documents in the folder, and how many of them the run trained on.
+    pub documents: usize,
+    pub chosen: usize,
+}
+
+/// Training documents by top-level folder (below the directory all sources share), with how many of each
+/// the subset holds.
+fn folder_shares(docs: &[crate::corpus::manifest::DocMeta], subset: &Subset) -> Vec<FolderShare> {
+    let train: Vec<(usize, &str)> = docs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !d.holdout)
+        .map(|(i, d)| (i, d.source.as_str()))
+        .collect();
+    // The longest directory prefix every source shares.
+    let mut common: Option<Vec<&str>> = None;
+    for (_, src) in &train {
+        let dirs: Vec<&str> = src.split('/').collect();
+        let dirs = &dirs[..dirs.len().saturating_sub(1)];
+        common = Some(match common {
+            None => dirs.to_vec(),
+            Some(c) => c
+                .iter()
+                .zip(dirs)
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| *a)
+                .collect(),
+        });
+    }
+    let depth = common.map_or(0, |c| c.len());
+    let mut out: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for (i, src) in train {
+        let parts: Vec<&str> = src.split('/').collect();
+        let folder = if parts.len() > depth + 1 {
+            parts[depth].to_string()
+        } else {
+            "(top level)".to_string()
+        };
+        let e = out.entry(folder).or_default();
+        e.0 += 1;
+        e.1 += usize::from(subset.contains(i as u32));
+    }
+    out.into_iter()
+        .map(|(folder, (documents, chosen))| FolderShare {
+            folder,
+            documents,
+            chosen,
+        })
+        .collect()
 }
 
 /// One checkpoint of a run's history: value beside risk.
@@ -920,9 +977,21 @@ impl App {
         let steps_logged = metrics.iter().filter(|m| m.kind == "step").count();
         let checkpoints = self.store.runs().checkpoints(&run.id).await?;
         let history = self.history(&run.id, &checkpoints).await?;
+        let subset_folders = match (self.run_corpus(&run).await, App::run_config(&run)) {
+            (Ok((_, sealed)), Ok(cfg)) => {
+                let docs = &sealed.manifest.documents;
+                folder_shares(
+                    docs,
+                    &Subset::select(docs, cfg.unique_tokens, cfg.subset, cfg.seed),
+                )
+            }
+            // A removed corpus or an unreadable configuration: the rest of the run still shows.
+            _ => Vec::new(),
+        };
         Ok(RunDetails {
             checkpoints,
             history,
+            subset_folders,
             epochs: metrics.into_iter().filter(|m| m.kind == "epoch").collect(),
             steps_logged,
             corpus,

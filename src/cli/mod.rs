@@ -63,6 +63,9 @@ pub enum Command {
     /// List and inspect training runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Studies the appliance runs itself: the repetition study (diffusion against AR over epoch budgets).
+    #[command(subcommand)]
+    Study(StudyCommand),
     /// Model shapes.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -418,6 +421,9 @@ pub struct TrainArgs {
     /// Diffusion: mask draws per held-out window.
     #[arg(long, default_value_t = 4)]
     val_mask_draws: usize,
+    /// Held-out continuation-choice items scored at each kept checkpoint.
+    #[arg(long, default_value_t = 200)]
+    val_choice_items: usize,
     /// Stop after this many steps in this invocation (the run stays resumable).
     #[arg(long)]
     max_steps: Option<u64>,
@@ -469,6 +475,50 @@ pub struct SampleArgs {
 enum RemaskingArg {
     LowConfidence,
     Random,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StudyCommand {
+    /// Train each objective for each epoch budget on the same unique tokens, evaluate and audit each
+    /// final checkpoint, and store the table (see docs/study.md).
+    Repetition {
+        #[arg(long)]
+        corpus: String,
+        /// Unique training tokens (whole documents chosen by a keyed hash of --seed).
+        #[arg(long)]
+        unique_tokens: u64,
+        /// Epoch budgets, ascending; each is its own run with a full schedule.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
+        epochs: Vec<u64>,
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "diffusion,ar")]
+        objectives: Vec<Objective>,
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        #[arg(long)]
+        context: Option<i64>,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Audit parameters as JSON (default: the study's small audit).
+        #[arg(long, value_name = "FILE")]
+        audit_params: Option<PathBuf>,
+        /// Run as this user (password from LETHE_PASSWORD or a prompt); the runs record who started them.
+        #[arg(long)]
+        user: Option<String>,
+        /// Queue the study for a `lethe worker` instead of running it here.
+        #[arg(long)]
+        queue: bool,
+        /// Queued: only a worker with a GPU may run it.
+        #[arg(long)]
+        gpu: bool,
+    },
+    /// A study's table and charts.
+    Show { id: String },
+    /// Studies, newest first.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -768,6 +818,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Runs(cmd) => runs(&cli, &globals, cmd).await,
+        Command::Study(cmd) => study(&cli, &globals, cmd).await,
         Command::Worker {
             once,
             poll_s,
@@ -1276,6 +1327,7 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
             keep: crate::train::KeepRule::parse(&a.keep_checkpoints).map_err(|e| anyhow::anyhow!(e))?,
             val_windows: a.val_windows,
             val_mask_draws: a.val_mask_draws,
+            val_choice_items: a.val_choice_items,
         };
         if a.gpu && !a.queue {
             anyhow::bail!("--gpu chooses which workers may run queued work: add --queue (training in the foreground uses the GPU when there is one)");
@@ -1637,6 +1689,14 @@ async fn runs(cli: &Cli, globals: &Globals, cmd: &RunsCommand) -> anyhow::Result
                         format!(" (capped at {}, chosen by {})", c["unique_tokens"], c["subset"])
                     }
                 ));
+                if !c["unique_tokens"].is_null() {
+                    let parts: Vec<String> = d
+                        .subset_folders
+                        .iter()
+                        .map(|f| format!("{} {}/{}", f.folder, f.chosen, f.documents))
+                        .collect();
+                    out.push_str(&format!("subset       by folder: {}\n", parts.join(", ")));
+                }
                 out.push_str(
                     "checkpoints  (held-out bits per byte and continuation choice; memorization where audited)\n\
                      \x20 step     epochs  kept   bits/byte  choice             audit        exact   canary  MIA AUC\n",
@@ -1738,7 +1798,10 @@ async fn users(cli: &Cli, globals: &Globals, cmd: &UsersCommand) -> anyhow::Resu
 fn status_text(s: &app::release::ReleaseStatus) -> String {
     let mut out = format!("run {}: {}\n", s.run, s.stage);
     if let Some(a) = &s.audit {
-        out.push_str(&format!("  audit     {a}\n"));
+        out.push_str(&format!(
+            "  audit     {a} (checkpoint step {})\n",
+            s.checkpoint_step.map_or("?".into(), |x| x.to_string())
+        ));
     }
     if let Some(g) = &s.gate {
         out.push_str(&format!(
@@ -1947,6 +2010,156 @@ fn select_text(sel: &app::gate::Selected) -> String {
             g.decision, g.audit, sel.run
         )),
         _ => s.push_str("no audited checkpoint passes the policy: nothing selected\n"),
+    }
+    s
+}
+
+async fn study(cli: &Cli, globals: &Globals, cmd: &StudyCommand) -> anyhow::Result<()> {
+    let app = App::open(globals).await?;
+    match cmd {
+        StudyCommand::Repetition {
+            corpus,
+            unique_tokens,
+            epochs,
+            objectives,
+            preset,
+            context,
+            batch_size,
+            lr,
+            seed,
+            audit_params,
+            user,
+            queue,
+            gpu,
+        } => {
+            if *gpu && !*queue {
+                anyhow::bail!("--gpu chooses which workers may run queued work: add --queue");
+            }
+            let created_by = match user {
+                Some(u) => Some(signed_in(&app, u).await?.username),
+                None if *queue => Some(app::cli_actor()),
+                None => None,
+            };
+            let audit = match audit_params {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .map_err(|e| anyhow::anyhow!("cannot read audit parameters {}: {e}", p.display()))?;
+                    serde_json::from_str(&text)
+                        .map_err(|e| anyhow::anyhow!("{} is not valid audit parameters: {e}", p.display()))?
+                }
+                None => app::study::RepetitionSpec::study_audit(),
+            };
+            let spec = app::study::RepetitionSpec {
+                corpus: corpus.clone(),
+                unique_tokens: *unique_tokens,
+                epochs: epochs.clone(),
+                objectives: objectives.clone(),
+                preset: preset.clone(),
+                context: *context,
+                batch_size: *batch_size,
+                lr: *lr,
+                seed: *seed,
+                audit,
+                created_by,
+                gpu: *gpu,
+            };
+            if *queue {
+                let id = app.enqueue_study(&spec).await?;
+                return emit(cli.json, &serde_json::json!({ "job_id": id }), || {
+                    format!("Queued study job {id}; a `lethe worker` will run it (`lethe jobs show {id}`)\n")
+                });
+            }
+            let quiet = cli.json;
+            let mut progress = |line: String| {
+                if !quiet {
+                    eprintln!("{line}");
+                }
+            };
+            let d = app.study_repetition(spec, None, &mut progress).await?;
+            emit(cli.json, &d, || study_text(&d))
+        }
+        StudyCommand::Show { id } => {
+            let d = app.study_details(id).await?;
+            emit(cli.json, &d, || study_text(&d))
+        }
+        StudyCommand::List => {
+            let list = app.studies_list().await?;
+            emit(cli.json, &list, || {
+                if list.is_empty() {
+                    return "No studies yet; run `lethe study repetition --corpus NAME --unique-tokens N`\n"
+                        .into();
+                }
+                let mut out = format!(
+                    "{:<20} {:<11} {:<12} {:<10} {:>6}\n",
+                    "STUDY", "KIND", "CORPUS", "STATE", "RUNS"
+                );
+                for d in &list {
+                    out.push_str(&format!(
+                        "{:<20} {:<11} {:<12} {:<10} {:>6}\n",
+                        d.row.id,
+                        d.row.kind,
+                        d.corpus,
+                        d.row.state,
+                        d.points.len()
+                    ));
+                }
+                out
+            })
+        }
+    }
+}
+
+/// A study's table, then one text chart per figure against epochs.
+fn study_text(d: &app::study::StudyDetails) -> String {
+    let spec = &d.row.spec;
+    let mut s = format!(
+        "study {} ({}, {}) on corpus {}: preset {}, {} unique tokens, epochs {}, seed {}\n",
+        d.row.id,
+        d.row.kind,
+        d.row.state,
+        d.corpus,
+        spec["preset"],
+        spec["unique_tokens"],
+        spec["epochs"],
+        spec["seed"]
+    );
+    if let Some(e) = &d.row.error {
+        s.push_str(&format!("error: {e}\n"));
+    }
+    s.push_str(&format!(
+        "{:<10} {:>6} {:>10} {:>9} {:>17} {:>10} {:>10} {:>7} {:>7} {:>8}  {}\n",
+        "objective",
+        "epochs",
+        "train loss",
+        "bits/byte",
+        "choice (95% CI)",
+        "exact",
+        "exact hi",
+        "canary",
+        "MIA",
+        "seconds",
+        "run"
+    ));
+    for p in &d.points {
+        s.push_str(&format!(
+            "{:<10} {:>6} {:>10} {:>9} {:>17} {:>10} {:>10} {:>7.1} {:>7.3} {:>8.0}  {}\n",
+            p.objective.as_str(),
+            p.epochs,
+            p.final_train_loss.map_or("-".into(), |v| format!("{v:.3}")),
+            p.bits_per_byte.map_or("-".into(), |v| format!("{v:.3}")),
+            p.choice_accuracy.map_or("-".into(), |a| format!(
+                "{:.1}% ({:.0}-{:.0})",
+                100.0 * a.value,
+                100.0 * a.low,
+                100.0 * a.high
+            )),
+            format!("{:.1}%", 100.0 * p.exact_extraction),
+            format!("{:.1}%", 100.0 * p.exact_extraction_high),
+            p.max_canary_exposure,
+            p.membership_auc,
+            p.train_seconds,
+            p.run
+        ));
     }
     s
 }

@@ -342,33 +342,34 @@ impl Policy {
             },
         };
         let sel = &file.select;
-        let select =
-            Selection {
-                rank_by: match &sel.rank_by {
-                    None => RankBy::ChoiceAccuracy,
-                    Some(v) => match v.get_ref().as_str() {
-                        "choice_accuracy" => RankBy::ChoiceAccuracy,
-                        "bits_per_byte" => RankBy::BitsPerByte,
-                        other => return Err(invalid(
+        let select = Selection {
+            rank_by: match &sel.rank_by {
+                None => RankBy::ChoiceAccuracy,
+                Some(v) => match v.get_ref().as_str() {
+                    "choice_accuracy" => RankBy::ChoiceAccuracy,
+                    "bits_per_byte" => RankBy::BitsPerByte,
+                    other => {
+                        return Err(invalid(
                             at(&v.span()),
                             format!(
                                 "select.rank_by = {other:?} must be \"choice_accuracy\" or \"bits_per_byte\""
                             ),
-                        )),
-                    },
-                },
-                max_audits: match &sel.max_audits {
-                    None => 8,
-                    Some(v) if (1..=64).contains(v.get_ref()) => *v.get_ref() as usize,
-                    Some(v) => {
-                        return Err(invalid(
-                            at(&v.span()),
-                            format!("select.max_audits = {} must be between 1 and 64", v.get_ref()),
                         ))
                     }
                 },
-                stop_at_first_pass: sel.stop_at_first_pass,
-            };
+            },
+            max_audits: match &sel.max_audits {
+                None => 8,
+                Some(v) if (1..=64).contains(v.get_ref()) => *v.get_ref() as usize,
+                Some(v) => {
+                    return Err(invalid(
+                        at(&v.span()),
+                        format!("select.max_audits = {} must be between 1 and 64", v.get_ref()),
+                    ))
+                }
+            },
+            stop_at_first_pass: sel.stop_at_first_pass,
+        };
         let audit = match &file.audit {
             Some(a) => {
                 a.get_ref()

@@ -94,9 +94,16 @@ pub struct TrainSpec {
     /// Diffusion: mask draws per validation window.
     #[serde(default = "four")]
     pub val_mask_draws: usize,
+    /// Held-out continuation-choice items scored at every kept checkpoint.
+    #[serde(default = "choice_items")]
+    pub val_choice_items: usize,
     /// Which checkpoints stay in the run's history.
     #[serde(default)]
     pub keep: KeepRule,
+}
+
+fn choice_items() -> usize {
+    crate::eval::EvalSettings::checkpoint(0).choice_items
 }
 
 fn four() -> usize {
@@ -161,6 +168,7 @@ impl Default for TrainSpec {
             unique_tokens: None,
             val_windows: 256,
             val_mask_draws: 4,
+            val_choice_items: choice_items(),
             keep: KeepRule::Log,
         }
     }
@@ -196,6 +204,8 @@ pub struct TrainConfig {
     pub val_windows: usize,
     #[serde(default = "one")]
     pub val_mask_draws: usize,
+    #[serde(default = "choice_items")]
+    pub val_choice_items: usize,
     #[serde(default)]
     pub keep: KeepRule,
     pub mask_eps: f64,
@@ -217,6 +227,7 @@ impl TrainConfig {
         crate::eval::EvalSettings {
             windows: self.val_windows,
             mask_draws: self.val_mask_draws,
+            choice_items: self.val_choice_items,
             ..crate::eval::EvalSettings::checkpoint(self.seed)
         }
     }
@@ -318,6 +329,7 @@ impl TrainSpec {
             train_windows,
             val_windows: self.val_windows,
             val_mask_draws: self.val_mask_draws,
+            val_choice_items: self.val_choice_items,
             keep: self.keep,
             mask_eps: 1e-3,
             random_length_prob: 0.01,
