@@ -100,12 +100,8 @@ fn a_capped_run_trains_on_every_folder_and_keeps_evaluated_checkpoints_that_can_
         "16",
         "--unique-tokens",
         "4000",
-        "--val-windows",
-        "32",
         "--val-mask-draws",
         "2",
-        "--val-choice-items",
-        "40",
     ];
     args.extend_from_slice(MICRO);
     let run = json(as_user(&data, &pw["olga"], &args))["run_id"]

@@ -17,7 +17,7 @@ use crate::corpus::tokenizer::MASK_ID;
 use crate::corpus::{SealedCorpus, Split};
 use crate::model::{Remasking, SampleOptions, Transformer};
 use crate::store::{AuditRow, RunRow};
-use crate::train::data::Subset;
+use crate::train::data::{Subset, Take};
 use crate::train::{Objective, TrainConfig};
 
 /// What to audit and how.
@@ -241,15 +241,15 @@ pub(super) fn load_documents_in(
             out.holdout.push((doc.index, doc.tokens));
             continue;
         }
-        match subset.tokens_of(doc.index) {
-            Some(0) => out.unseen.push((doc.index, doc.tokens)),
+        match subset.take(doc.index) {
+            Take::None => out.unseen.push((doc.index, doc.tokens)),
             // A prefix-capped run's last document was cut where the trainer cut it.
-            Some(n) => {
+            Take::Prefix(n) => {
                 let mut tokens = doc.tokens;
                 tokens.truncate(n as usize);
                 out.train.push((doc.index, tokens));
             }
-            None => out.train.push((doc.index, doc.tokens)),
+            Take::All => out.train.push((doc.index, doc.tokens)),
         }
     }
     Ok(out)

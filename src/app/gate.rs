@@ -32,6 +32,9 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
     })
 }
 
+/// An audit row with its parsed report.
+type Audited = (AuditRow, AuditReport);
+
 /// One checkpoint as `lethe gate --select` weighed it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
@@ -67,7 +70,7 @@ pub struct Selected {
 
 impl App {
     /// The newest successful audit of checkpoint `step` of a run (its newest checkpoint when `None`).
-    pub async fn audit_of(&self, run_id: &str, step: Option<i64>) -> anyhow::Result<(AuditRow, AuditReport)> {
+    pub async fn audit_of(&self, run_id: &str, step: Option<i64>) -> anyhow::Result<Audited> {
         let run = self.run_row(run_id).await?;
         let checkpoints = self.store.runs().checkpoints(&run.id).await?;
         let target = match step {
@@ -108,11 +111,6 @@ impl App {
         Ok((audit, report))
     }
 
-    /// The run's newest successful audit, which must be of the run's newest checkpoint.
-    pub async fn latest_audit(&self, run_id: &str) -> anyhow::Result<(AuditRow, AuditReport)> {
-        self.audit_of(run_id, None).await
-    }
-
     /// Audits the kept checkpoints of a run that lack an audit (newest first, as far as the policy's
     /// `[select]` says), and picks the most useful one that passes the policy; records the gate decision
     /// for it and the selection in the ledger.
@@ -129,7 +127,8 @@ impl App {
         history.reverse();
         let sel = &policy.select;
         let mut audited = Vec::new();
-        let mut results: Vec<(Option<(AuditRow, AuditReport)>, Option<GateResult>)> = Vec::new();
+        // Per candidate: its newest audit (when it has one) and that audit's gate result.
+        let mut results: Vec<(Option<Audited>, Option<GateResult>)> = Vec::new();
         let mut stop = false;
         for c in &history {
             let mut found = if c.audit.is_some() {

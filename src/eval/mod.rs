@@ -497,14 +497,67 @@ mod tests {
         assert_ne!(a.windows, c.windows);
         assert_eq!(a.windows.len(), 256);
         assert!(a.windows.iter().all(|w| w.len() == 32));
-        // Each 120-token document holds one 96-token slot: 20 items, four distinct choices each.
-        assert_eq!(a.items.len(), 20);
+        // A 32-token model's items are 22 + 10 tokens: each 120-token document holds three slots.
+        assert_eq!(a.items.len(), 60);
         for it in &a.items {
             assert_eq!(it.choices.len(), CHOICES);
             assert!(it.answer < CHOICES);
         }
         let answers: std::collections::BTreeSet<usize> = a.items.iter().map(|i| i.answer).collect();
         assert!(answers.len() > 1, "the truth is shuffled among the choices");
+    }
+
+    fn micro(causal: bool) -> Transformer {
+        let o = crate::model::ModelOverrides {
+            layers: Some(2),
+            width: Some(32),
+            heads: Some(4),
+            mlp: Some(64),
+            context: Some(32),
+            ..Default::default()
+        };
+        let cfg = crate::model::ModelConfig::tiny(64)
+            .unwrap()
+            .with_overrides(&o)
+            .unwrap()
+            .with_causal(causal);
+        tch::manual_seed(3);
+        Transformer::new(&cfg, tch::Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn an_untrained_model_scores_near_a_uniform_guess_and_chance() {
+        // Token ids 10..60 (never the special ids), each standing for 2 bytes.
+        let h = holdout(40, 120);
+        let mut bytes = vec![2u32; 64];
+        bytes[..4].fill(0);
+        let settings = EvalSettings {
+            windows: 64,
+            mask_draws: 2,
+            choice_items: 80,
+            choice_mask_draws: 2,
+            seed: 9,
+        };
+        let set = EvalSet::build(&h, bytes, 32, settings);
+        for causal in [true, false] {
+            let u = set.evaluate(&micro(causal)).unwrap();
+            let nats = u.nats_per_token.unwrap();
+            // Random weights give nearly uniform predictions over 64 ids: about ln 64 = 4.16 nats a
+            // token (the ELBO a little more); bits per byte is that over ln 2 and over 2 bytes a token
+            // (the windows' `<bos>`/`<eos>` tokens carry no bytes, hence a little above).
+            assert!((3.9..5.5).contains(&nats), "causal {causal}: {nats}");
+            let bpb = u.bits_per_byte.unwrap();
+            let want = u.nats_per_token.unwrap() * u.tokens as f64 / std::f64::consts::LN_2 / u.bytes as f64;
+            assert!((bpb - want).abs() < 1e-9);
+            assert_eq!(u.windows, 64);
+            assert_eq!(u.tokens, 64 * 31);
+            assert_eq!(u.estimator, if causal { "exact" } else { "elbo_upper_bound" });
+            assert_eq!(u.mask_draws, if causal { 0 } else { 2 });
+            let a = u.choice_accuracy.unwrap();
+            assert_eq!(a.n, 80);
+            // An untrained model picks near chance (25%); its interval must hold it.
+            assert!(a.low <= 0.25 && 0.25 <= a.high, "causal {causal}: {a:?}");
+        }
     }
 
     #[test]

@@ -86,8 +86,8 @@ pub fn required_approvals(
     }
 }
 
-/// Why a request no longer stands, if it does not: a newer audit than the one it was made under, or a
-/// policy other than the one it was gated with.
+/// Why a request no longer stands, if it does not: a newer audit of the same checkpoint than the one it
+/// was made under (`latest_audit`), or a policy other than the one it was gated with.
 pub fn stale(release: &ReleaseRow, latest_audit: &str, policy: &Policy) -> Option<String> {
     if release.audit_id != latest_audit {
         return Some(format!(

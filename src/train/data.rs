@@ -30,11 +30,21 @@ pub enum SubsetRule {
 /// model and come from the same distribution: the audits use them as non-members beside the holdout.
 #[derive(Debug, Clone)]
 pub struct Subset {
-    /// Per document index: the number of its tokens the run uses (`None`: the whole document; `Some(0)`:
-    /// none). `None` for the whole vector when the run uses the whole training split.
-    take: Option<Vec<Option<u32>>>,
+    /// Per document index, what the run uses of it; `None` when the run uses the whole training split.
+    take: Option<Vec<Take>>,
     /// Tokens of the packed stream (documents plus their two boundary tokens).
     pub packed_tokens: u64,
+}
+
+/// What a run uses of one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Nothing: left out (or held out).
+    None,
+    /// The whole document.
+    All,
+    /// `<bos>` and the first n tokens, no `<eos>`: a prefix-capped run's last document.
+    Prefix(u32),
 }
 
 impl Subset {
@@ -50,7 +60,7 @@ impl Subset {
                 packed_tokens: train.iter().map(|&i| packed(i)).sum(),
             };
         };
-        let mut take = vec![Some(0u32); docs.len()];
+        let mut take = vec![Take::None; docs.len()];
         let mut total = 0u64;
         match rule {
             SubsetRule::Prefix => {
@@ -60,7 +70,11 @@ impl Subset {
                         break;
                     }
                     let room = (cap - total).saturating_sub(1);
-                    take[i] = (total + packed(i) > cap).then_some(room as u32);
+                    take[i] = if total + packed(i) > cap {
+                        Take::Prefix(room as u32)
+                    } else {
+                        Take::All
+                    };
                     total = (total + packed(i)).min(cap);
                 }
             }
@@ -83,7 +97,7 @@ impl Subset {
                     if total >= cap {
                         break;
                     }
-                    take[i] = None;
+                    take[i] = Take::All;
                     total += packed(i);
                 }
             }
@@ -96,14 +110,14 @@ impl Subset {
 
     /// Whether the run trains on (some of) training document `index`.
     pub fn contains(&self, index: u32) -> bool {
-        self.tokens_of(index) != Some(0)
+        self.take(index) != Take::None
     }
 
-    /// How many tokens of document `index` the run uses: `None` all of them, `Some(n)` the first n.
-    pub fn tokens_of(&self, index: u32) -> Option<u32> {
+    /// What the run uses of document `index`.
+    pub fn take(&self, index: u32) -> Take {
         match &self.take {
-            None => None,
-            Some(t) => t.get(index as usize).copied().unwrap_or(Some(0)),
+            None => Take::All,
+            Some(t) => t.get(index as usize).copied().unwrap_or(Take::None),
         }
     }
 
@@ -131,15 +145,15 @@ impl TokenWindows {
         let mut stream = Vec::new();
         for doc in docs {
             let doc = doc?;
-            let tokens = match subset.map(|s| s.tokens_of(doc.index)) {
-                Some(Some(0)) => continue,
-                Some(Some(n)) => {
+            let tokens = match subset.map_or(Take::All, |s| s.take(doc.index)) {
+                Take::None => continue,
+                Take::Prefix(n) => {
                     // A prefix-capped run's last document: cut, and the stream with it (no `<eos>`).
                     stream.push(BOS_ID);
                     stream.extend_from_slice(&doc.tokens[..(n as usize).min(doc.tokens.len())]);
                     continue;
                 }
-                _ => &doc.tokens,
+                Take::All => &doc.tokens,
             };
             stream.push(BOS_ID);
             stream.extend_from_slice(tokens);
@@ -268,7 +282,7 @@ mod tests {
         assert_eq!(chosen(&a).len(), 90);
         assert_eq!(a.packed_tokens, 90 * 52);
         // Whole documents only, never a holdout one.
-        assert!((0..400).all(|i| a.tokens_of(i as u32).is_none_or(|n| n == 0)));
+        assert!((0..400).all(|i| matches!(a.take(i as u32), Take::All | Take::None)));
         assert!((0..400).filter(|&i| m[i].holdout).all(|i| !a.contains(i as u32)));
         // Every folder is there in about its share (a quarter each: 22.5 of 90).
         for f in folders {

@@ -183,6 +183,11 @@ pub const MICRO: &[&str] = &[
     "4",
     "--seed",
     "11",
+    // Held-out scoring at each kept checkpoint, small enough not to dominate a micro run.
+    "--val-windows",
+    "32",
+    "--val-choice-items",
+    "24",
 ];
 
 /// Trains a `MICRO` model on corpus `kb` for at most six steps (plus `extra` arguments) and returns the
