@@ -201,6 +201,8 @@ const API_RULES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/audits", "operator"),
     ("GET", "/api/v1/audits/{id}", "admin operator reviewer auditor"),
     ("GET", "/api/v1/audits/{id}/evidence", "reviewer auditor"),
+    ("GET", "/api/v1/studies", "admin operator reviewer auditor"),
+    ("GET", "/api/v1/studies/{id}", "admin operator reviewer auditor"),
     ("GET", "/api/v1/releases", "admin operator reviewer auditor"),
     ("POST", "/api/v1/releases", "operator admin"),
     ("GET", "/api/v1/releases/{run}", "admin operator reviewer auditor"),
@@ -241,10 +243,13 @@ const PAGE_RULES: &[(&str, &str, &str)] = &[
     ("GET", "/audits/aud-nope", "admin operator reviewer auditor"),
     ("GET", "/releases", "admin operator reviewer auditor"),
     ("GET", "/releases/run-nope", "admin operator reviewer auditor"),
+    ("GET", "/studies", "admin operator reviewer auditor"),
+    ("GET", "/studies/study-nope", "admin operator reviewer auditor"),
     ("GET", "/ledger", "admin auditor reviewer"),
     ("GET", "/admin", "admin"),
     ("POST", "/runs", "operator"),
     ("POST", "/runs/run-nope/gate", "operator"),
+    ("POST", "/runs/run-nope/select", "operator"),
     ("POST", "/audits", "operator"),
     ("POST", "/releases/run-nope/request", "operator admin"),
     ("POST", "/releases/run-nope/review", "reviewer"),
@@ -966,6 +971,397 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
     ] {
         assert!(actions.contains(&want), "{want:?} missing from {actions:?}");
     }
+}
+
+/// The part of `page` from the element marked `data-testid="{id}"` to the end of the table it opens.
+fn table<'a>(page: &'a str, id: &str) -> &'a str {
+    let from = page
+        .find(&format!("data-testid=\"{id}\""))
+        .unwrap_or_else(|| panic!("no {id} on the page: {page}"));
+    let len = page[from..].find("</table>").expect("the table ends");
+    &page[from..from + len]
+}
+
+/// A share as the console writes it: 0.3125 → "31.2%".
+fn pct(v: &Value) -> String {
+    format!("{:.1}%", v.as_f64().unwrap() * 100.0)
+}
+
+#[test]
+fn run_and_audit_pages_put_what_each_checkpoint_learned_beside_what_it_memorized() {
+    let (tmp, data, pw) = with_users(&[("olga", "operator"), ("rita", "reviewer")]);
+    let policy = write_policy(tmp.path(), "lax.toml", LAX);
+    let run = gated_run(tmp.path(), &data, ("olga", &pw["olga"]), &policy);
+    // An AR run on the same corpus, audited too: the frontier shows both objectives.
+    let ar = common::micro_run(&data, &["--objective", "ar"]);
+    ok(lethe(
+        &data,
+        &["audit", "--run", &ar, "--policy", policy.to_str().unwrap()],
+    ));
+    let srv = Server::start(&data, &["--policy", policy.to_str().unwrap()]);
+    let b = srv.base.as_str();
+    let olga = sign_in(b, "olga", &pw["olga"]).0;
+    let rita = sign_in(b, "rita", &pw["rita"]).0;
+    let get = |who: &str, path: &str| {
+        let r = send(b, "GET", path, As::Bearer(who), &[], Body::None);
+        assert_eq!(r.status, 200, "GET {path}: {} {}", r.body, srv.log());
+        r
+    };
+
+    // The checkpoints table: one row per checkpoint of the history, with its figures and its audit.
+    let details = get(&rita, &format!("/api/v1/runs/{run}")).json();
+    let history = details["history"].as_array().unwrap();
+    assert!(!history.is_empty(), "{details}");
+    let audited = history
+        .iter()
+        .find(|c| !c["audit"].is_null())
+        .unwrap_or_else(|| panic!("the gated checkpoint is audited: {details}"));
+    let (step, audit) = (
+        audited["step"].as_i64().unwrap(),
+        audited["audit"]["id"].as_str().unwrap().to_string(),
+    );
+    // What a checkpoint learned: its own record's figures, or (a checkpoint saved by --max-steps is not
+    // evaluated when saved) those its audit measured.
+    let learned = |c: &Value| -> Value {
+        match (&c["utility"], c["audit"]["id"].as_str()) {
+            (Value::Null, Some(a)) => {
+                get(&rita, &format!("/api/v1/audits/{a}")).json()["report"]["utility"].clone()
+            }
+            (u, _) => u.clone(),
+        }
+    };
+    let page = get(&rita, &format!("/runs/{run}")).body;
+    let rows = table(&page, "history");
+    assert_eq!(rows.matches("<tr data-step=").count(), history.len(), "{rows}");
+    for c in history {
+        assert!(
+            rows.contains(&format!("<tr data-step=\"{}\">", c["step"])),
+            "{rows}"
+        );
+        let u = &learned(c);
+        if let Some(bpb) = u["bits_per_byte"].as_f64() {
+            // Diffusion's figure is an upper bound, and the table says so.
+            assert!(rows.contains(&format!("≤ {bpb:.3}")), "{rows}");
+        }
+        if let Some(a) = u["choice_accuracy"].as_object() {
+            let want = format!(
+                "{} ({}–{}, n = {})",
+                pct(&a["value"]),
+                pct(&a["low"]),
+                pct(&a["high"]),
+                a["n"]
+            );
+            assert!(rows.contains(&want), "{want} in {rows}");
+        }
+    }
+    assert!(
+        rows.contains(&format!("<a href=\"/audits/{audit}\">{audit}</a>")),
+        "{rows}"
+    );
+    let exposure = format!(
+        "<td>{:.2}</td>",
+        audited["audit"]["max_canary_exposure"].as_f64().unwrap()
+    );
+    assert!(rows.contains(&exposure), "{exposure} in {rows}");
+
+    // The frontier: both objectives, each audited checkpoint with a choice accuracy a point, the policy's
+    // limits and chance drawn.
+    let measured = |id: &str| -> Vec<i64> {
+        let d = get(&rita, &format!("/api/v1/runs/{id}")).json();
+        d["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| !c["audit"].is_null() && !learned(c)["choice_accuracy"].is_null())
+            .map(|c| c["step"].as_i64().unwrap())
+            .collect()
+    };
+    let (own, other) = (measured(&run), measured(&ar));
+    assert!(
+        !own.is_empty() && !other.is_empty(),
+        "choice accuracy measured: {own:?} {other:?}"
+    );
+    for (id, limit) in [
+        ("frontier-extraction", ">policy limit 1</text>"),
+        ("frontier-exposure", ">policy limit 64 bits</text>"),
+    ] {
+        let from = page.find(&format!("data-testid=\"{id}\"")).unwrap();
+        let svg = &page[from..from + page[from..].find("</svg>").unwrap()];
+        assert!(
+            svg.contains("<svg ") && svg.contains(">chance 25%</text>"),
+            "{svg}"
+        );
+        assert!(svg.contains(limit), "{limit} in {svg}");
+        for s in &own {
+            assert!(svg.contains(&format!("<title>{run} step {s} (")), "{svg}");
+        }
+        for s in &other {
+            assert!(svg.contains(&format!("<title>{ar} step {s} (")), "{svg}");
+        }
+        // Legends name the groups in full: this run's diffusion, the other AR run, hollow.
+        for line in [">diffusion, this</text>", ">AR, other runs</text>"] {
+            assert!(svg.contains(line), "{line} in {svg}");
+        }
+        assert!(svg.contains("fill=\"#fff\" stroke=\"#d55e00\""), "{svg}");
+    }
+
+    // Only an operator may select or audit a checkpoint from the page.
+    assert!(!page.contains("data-testid=\"select\"") && !page.contains("Audit this checkpoint"));
+    let page = get(&olga, &format!("/runs/{run}")).body;
+    assert!(page.contains("Select the best checkpoint"), "{page}");
+    let post =
+        |path: &str, form: &[(&str, &str)]| send(b, "POST", path, As::Bearer(&olga), &[], Body::Form(form));
+    let r = post(&format!("/runs/{run}/select"), &[]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let to = r.header("location").unwrap().to_string();
+    let job = to
+        .strip_prefix(&format!("/runs/{run}?job="))
+        .unwrap_or_else(|| panic!("back to the run page: {to}"))
+        .to_string();
+    let j = get(&olga, &format!("/api/v1/jobs/{job}")).json();
+    assert_eq!(
+        (j["kind"].as_str(), j["args"]["run"].as_str()),
+        (Some("select"), Some(run.as_str())),
+        "{j}"
+    );
+    assert_eq!(j["args"]["created_by"], "olga");
+    let page = get(&olga, &to).body;
+    assert!(
+        page.contains(&format!(
+            "Queued job {job} (selection of the best checkpoint); it is queued."
+        )),
+        "{page}"
+    );
+    assert!(table(&page, "selections").contains(&format!("<td>{job}</td>")));
+
+    // A checkpoint's audit is queued for that step, from the console and from the API.
+    let step_text = step.to_string();
+    let r = post("/audits", &[("run", &run), ("step", &step_text)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let to = r.header("location").unwrap().to_string();
+    let job = to.rsplit_once("?job=").unwrap().1.to_string();
+    assert_eq!(
+        get(&olga, &format!("/api/v1/jobs/{job}")).json()["args"]["step"],
+        step
+    );
+    assert!(get(&olga, &to)
+        .body
+        .contains(&format!("Queued job {job} (audit of step {step})")));
+    let r = post("/audits", &[("run", &run), ("step", "last")]);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("step must be a whole number"), "{}", r.body);
+    let r = send(
+        b,
+        "POST",
+        "/api/v1/audits",
+        As::Bearer(&olga),
+        &[],
+        Body::Json(json!({ "run": run, "step": step, "quick": true })),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let job = r.json()["job_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        get(&olga, &format!("/api/v1/jobs/{job}")).json()["args"]["step"],
+        step
+    );
+
+    // The audit page says what the checkpoint learned before what it memorized.
+    let report = get(&rita, &format!("/api/v1/audits/{audit}")).json()["report"].clone();
+    let u = &report["utility"];
+    assert!(u.is_object(), "a new audit measures utility: {report}");
+    let page = get(&rita, &format!("/audits/{audit}")).body;
+    let section = page
+        .find("<h2>What it learned</h2>")
+        .expect("the utility section");
+    assert!(section < page.find("data-testid=\"gate-rows\"").unwrap());
+    assert!(section < page.find("data-testid=\"exposure-chart\"").unwrap());
+    let bpb = u["bits_per_byte"].as_f64().expect("held-out bits per byte");
+    assert_eq!(u["estimator"], "elbo_upper_bound");
+    assert!(page.contains(&format!("≤ {bpb:.3} (")), "{page}");
+    assert!(
+        page.contains("an upper bound: the diffusion model's negative ELBO"),
+        "{page}"
+    );
+    let a = &u["choice_accuracy"];
+    let want = format!(
+        "{} right, 95% interval {}–{}, {} held-out items",
+        pct(&a["value"]),
+        pct(&a["low"]),
+        pct(&a["high"]),
+        a["n"]
+    );
+    assert!(page.contains(&want), "{want} in {page}");
+    // The warning appears exactly when the interval holds chance.
+    let at_chance = a["low"].as_f64().unwrap() <= 0.25 && 0.25 <= a["high"].as_f64().unwrap();
+    assert_eq!(page.contains("data-testid=\"chance-warning\""), at_chance, "{a}");
+    if at_chance {
+        assert!(page.contains("Indistinguishable from chance on held-out text."));
+    }
+
+    // An audit from before utility was measured says so.
+    let mut old = report.clone();
+    old.as_object_mut().unwrap().remove("utility");
+    sqlite(
+        &data.join("lethe.db"),
+        &format!(
+            "UPDATE audits SET report = '{}' WHERE id = '{audit}'",
+            old.to_string().replace('\'', "''")
+        ),
+    );
+    let page = get(&rita, &format!("/audits/{audit}")).body;
+    assert!(
+        page.contains("data-testid=\"utility-missing\">Not measured:"),
+        "{page}"
+    );
+    assert!(!page.contains("data-testid=\"bits-per-byte\""));
+}
+
+#[test]
+fn studies_list_and_show_both_objectives_by_epochs_in_a_table_and_charts() {
+    let (tmp, data, pw) = with_users(&[("ada", "auditor")]);
+    let input = tmp.path().join("in");
+    ok(lethe(
+        &data,
+        &[
+            "corpus",
+            "synth",
+            "--out",
+            input.to_str().unwrap(),
+            "--docs",
+            "20",
+            "--seed",
+            "3",
+        ],
+    ));
+    ok(lethe(
+        &data,
+        &[
+            "corpus",
+            "ingest",
+            "--name",
+            "kb",
+            "--vocab",
+            "512",
+            input.to_str().unwrap(),
+        ],
+    ));
+    let srv = Server::start(&data, &[]);
+    let b = srv.base.as_str();
+    let ada = sign_in(b, "ada", &pw["ada"]).0;
+    let get = |path: &str| send(b, "GET", path, As::Bearer(&ada), &[], Body::None);
+    let corpus = get("/api/v1/corpora/kb").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(get("/studies").body.contains("No studies yet."));
+
+    // A study half way through: three of its four epoch budgets measured for both objectives.
+    let point = |objective: &str, epochs: u64, acc: f64| {
+        json!({
+            "objective": objective, "epochs": epochs, "run": format!("run-{objective}{epochs}"), "step": 10 * epochs,
+            "final_train_loss": 3.0 / epochs as f64, "bits_per_byte": 2.0 - 0.1 * epochs as f64,
+            "nats_per_token": 1.0,
+            "choice_accuracy": { "value": acc, "low": acc - 0.1, "high": acc + 0.1, "n": 100, "correct": (acc * 100.0) as usize, "mask_draws": 8 },
+            "audit": format!("aud-{objective}{epochs}"), "exact_extraction": 0.01 * epochs as f64,
+            "exact_extraction_high": 0.02 * epochs as f64, "infill_exact": null, "max_canary_exposure": 1.5 * epochs as f64,
+            "membership_auc": 0.5, "train_seconds": 12.0,
+        })
+    };
+    let points: Vec<Value> = [1u64, 2, 4]
+        .iter()
+        .flat_map(|&e| [point("diffusion", e, 0.3 + 0.05 * e as f64), point("ar", e, 0.6)])
+        .collect();
+    let id = "study-0123456789ab";
+    let row = lethe::store::StudyRow {
+        id: id.into(),
+        kind: "repetition".into(),
+        corpus_id: corpus,
+        spec: json!({ "corpus": "kb", "epochs": [1, 2, 4, 8], "objectives": ["diffusion", "ar"], "unique_tokens": 4096 }),
+        state: "running".into(),
+        result: Some(json!({ "points": points })),
+        error: None,
+        created_by: Some("olga".into()),
+        created_at: 1_700_000_000_000,
+        finished_at: None,
+        job_id: None,
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let url = lethe::store::sqlite_url(&data.join("lethe.db"));
+        let store = lethe::store::Store::connect(&url).await.unwrap();
+        store.studies().create(&row).await.unwrap();
+    });
+
+    let list = get("/api/v1/studies").json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(
+        (list[0]["id"].as_str(), list[0]["corpus"].as_str()),
+        (Some(id), Some("kb"))
+    );
+    let one = get(&format!("/api/v1/studies/{id}")).json();
+    assert_eq!(one["points"].as_array().unwrap().len(), 6, "{one}");
+    assert_eq!(one["state"], "running");
+    let r = get("/api/v1/studies/study-nope");
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    let page = get("/studies").body;
+    assert!(
+        page.contains("<a href=\"/studies\">Studies</a>"),
+        "the nav links the studies"
+    );
+    let rows = table(&page, "studies");
+    assert!(
+        rows.contains(&format!("<a href=\"/studies/{id}\">{id}</a>")),
+        "{rows}"
+    );
+    assert!(rows.contains("<td>running</td><td>6 of 8</td>"), "{rows}");
+
+    let page = get(&format!("/studies/{id}")).body;
+    let rows = table(&page, "study-points");
+    // Ordered by epochs, diffusion first; diffusion's bits per byte an upper bound.
+    let runs: Vec<&str> = rows
+        .split("<a href=\"/runs/")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap())
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "run-diffusion1",
+            "run-ar1",
+            "run-diffusion2",
+            "run-ar2",
+            "run-diffusion4",
+            "run-ar4"
+        ]
+    );
+    assert!(
+        rows.contains("<td>≤ 1.900</td>") && rows.contains("<td>1.900</td>"),
+        "{rows}"
+    );
+    assert!(
+        rows.contains("35.0% (25.0%–45.0%, n = 100) <span class=\"chance\""),
+        "{rows}"
+    );
+    assert!(rows.contains("60.0% (50.0%–70.0%, n = 100)</td>"), "{rows}");
+    for (chart, legend) in [
+        ("study-bpb", ">diffusion (upper</text>"),
+        ("study-choice", ">chance 25%</text>"),
+        ("study-extraction", ">AR</text>"),
+        ("study-exposure", ">diffusion</text>"),
+    ] {
+        let from = page
+            .find(&format!("data-testid=\"{chart}\""))
+            .unwrap_or_else(|| panic!("no {chart}"));
+        let svg = &page[from..from + page[from..].find("</svg>").unwrap()];
+        assert_eq!(svg.matches("<polyline").count(), 2, "{chart}: {svg}");
+        assert!(svg.contains(legend), "{legend} in {chart}: {svg}");
+        // x is log₂ epochs: 1, 2 and 4 are ticks.
+        for tick in [">1</text>", ">2</text>", ">4</text>"] {
+            assert!(svg.contains(tick), "{tick} in {chart}");
+        }
+    }
+    let r = get("/studies/study-nope");
+    assert_eq!(r.status, 404);
 }
 
 /// A multipart/form-data body: text fields, then files.

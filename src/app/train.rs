@@ -1026,6 +1026,26 @@ impl App {
             .collect())
     }
 
+    /// Refuses a step that is not one of the run's checkpoints, with the steps that are.
+    pub(crate) async fn audit_of_step_exists(&self, run: &RunRow, step: i64) -> anyhow::Result<()> {
+        let all = self.store.runs().checkpoints(&run.id).await?;
+        if all.iter().any(|c| c.step == step) {
+            return Ok(());
+        }
+        let steps: Vec<String> = all
+            .iter()
+            .filter(|c| c.kept || Some(c.step) == all.last().map(|l| l.step))
+            .map(|c| c.step.to_string())
+            .collect();
+        Err(super::NotFound(format!(
+            "run {} has no checkpoint at step {step}; its checkpoints are at steps {} (`lethe runs show {}`)",
+            run.id,
+            steps.join(", "),
+            run.id
+        ))
+        .into())
+    }
+
     /// The model of a run's newest checkpoint, with its configuration and the corpus tokenizer.
     pub async fn load_run_model(
         &self,

@@ -274,6 +274,10 @@ impl App {
     /// Queues an audit; a worker runs it (as pieces when it has more than one shard).
     pub async fn enqueue_audit(&self, req: &super::audit::AuditRequest) -> anyhow::Result<String> {
         let run = self.run_row(&req.run).await?;
+        if let Some(step) = req.step {
+            // Refused now, not in the worker: a step the run never kept.
+            self.audit_of_step_exists(&run, step).await?;
+        }
         super::audit_shards::request_params(req).validate()?;
         super::audit::scanner(&req.rules, req.deny_list.as_ref())?;
         let cfg = App::run_config(&run)?;

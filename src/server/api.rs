@@ -43,6 +43,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/audits", get(audits).post(start_audit))
         .route("/api/v1/audits/{id}", get(audit))
         .route("/api/v1/audits/{id}/evidence", get(evidence))
+        .route("/api/v1/studies", get(studies))
+        .route("/api/v1/studies/{id}", get(study))
         .route("/api/v1/releases", get(releases).post(request_release))
         .route("/api/v1/releases/{run}", get(release))
         .route("/api/v1/releases/{run}/approve", post(approve))
@@ -404,6 +406,9 @@ pub struct StartAudit {
     /// Only workers with a GPU may run it.
     #[serde(default)]
     pub gpu: bool,
+    /// The checkpoint to audit (a kept one, or the newest); the newest when absent.
+    #[serde(default)]
+    pub step: Option<i64>,
 }
 
 /// The audit a console operator queues: the policy's own parameters and rule packs, so the gate can
@@ -431,6 +436,7 @@ async fn start_audit(
     c.require(OPERATE)?;
     let mut req = audit_request(&s, b.run, b.quick, &c.user.username);
     req.gpu = b.gpu;
+    req.step = b.step;
     if let Some(n) = b.shards {
         let mut params = crate::app::audit_shards::request_params(&req);
         params.shards = n;
@@ -456,6 +462,20 @@ async fn evidence(
 ) -> ApiResult<Json<Value>> {
     c.require(EVIDENCE)?;
     Ok(Json(json!(s.app().await.audit_details(&id, true, None).await?)))
+}
+
+async fn studies(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.studies_list().await?)))
+}
+
+async fn study(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.study_details(&id).await?)))
 }
 
 async fn releases(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {

@@ -1,20 +1,81 @@
-//! Draws the console's charts (training curves, canary exposure) as SVG strings on the server.
+//! Draws the console's charts (training curves, canary exposure, the utility/memorization frontier, the
+//! repetition study) as SVG strings on the server.
 //!
 //! The console ships no chart script, so its Content-Security-Policy can forbid inline script and every
 //! external origin. Everything here is therefore plain SVG markup styled only through presentation
 //! attributes (`stroke`, `fill`, `font-size`): no `style` attribute, no `<script>`, no external reference.
+//! A point's details are an SVG `<title>`, which browsers show on hover without any script.
 //! Output is deterministic (same input, same bytes) so pages can be cached and compared in tests.
 
 use std::fmt::Write;
+
+/// How a series' points are drawn. Shapes as well as colours tell series apart, so a chart still reads
+/// in grey or to a reader who does not see the colours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Marker {
+    #[default]
+    Circle,
+    Square,
+    Triangle,
+    Diamond,
+}
 
 /// One named sequence of `(x, y)` points; non-finite points are ignored when drawing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Per point, an interval on y (a 95% interval) drawn as a whisker; empty, or as long as `points`.
+    pub y_ranges: Vec<Option<(f64, f64)>>,
+    /// Per point, what a hover shows (an SVG `<title>`); empty, or as long as `points`.
+    pub labels: Vec<String>,
+    pub marker: Marker,
+    /// Outline only: the same colour and shape then tell two groups apart (this run and the others).
+    pub hollow: bool,
+    /// A palette index, so related series share a colour; `None`: the series' position.
+    pub colour: Option<usize>,
+    /// A dashed line (line charts): where two series coincide, the one beneath shows through the gaps.
+    pub dashed: bool,
 }
 
-/// A chart description; `log_x` puts x on a logarithmic scale and drops points with `x <= 0`.
+/// A reference line across the plot area at `at` on one axis: a policy limit, or chance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guide {
+    /// A vertical line at x = `at`; otherwise a horizontal one at y = `at`.
+    pub vertical: bool,
+    pub at: f64,
+    pub label: String,
+    /// Dotted (chance, a baseline) rather than dashed (a limit).
+    pub dotted: bool,
+}
+
+impl Guide {
+    pub fn x(at: f64, label: impl Into<String>) -> Guide {
+        Guide {
+            vertical: true,
+            at,
+            label: label.into(),
+            dotted: false,
+        }
+    }
+
+    pub fn y(at: f64, label: impl Into<String>) -> Guide {
+        Guide {
+            vertical: false,
+            at,
+            label: label.into(),
+            dotted: false,
+        }
+    }
+
+    pub fn dotted(self) -> Guide {
+        Guide { dotted: true, ..self }
+    }
+}
+
+/// A chart description; `log_x` puts x on a logarithmic scale and drops points with `x <= 0`. The axes
+/// always take in the guides, so a limit is drawn even where every point is far from it.
+/// `Chart { title, x_label, y_label, ..Chart::default() }` leaves the rest off.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Chart {
     pub title: String,
@@ -22,6 +83,11 @@ pub struct Chart {
     pub y_label: String,
     pub log_x: bool,
     pub series: Vec<Series>,
+    pub guides: Vec<Guide>,
+    /// The axis reaches down to 0 (a rate or an exposure, where "none" is the natural origin); ignored
+    /// for a logarithmic x.
+    pub x_from_zero: bool,
+    pub y_from_zero: bool,
 }
 
 const W: f64 = 640.0;
@@ -35,8 +101,11 @@ const BOTTOM: f64 = 272.0;
 const PALETTE: [&str; 8] = [
     "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#8c564b",
 ];
-// Fixed-width legend column: longer names are cut so they cannot run off the viewBox.
+// Width of the legend column in characters: longer names wrap onto more lines (up to LEGEND_LINES), so
+// two names that differ only after the first line still read differently.
 const LEGEND_CHARS: usize = 18;
+const LEGEND_LINES: usize = 3;
+const GUIDE_COLOUR: &str = "#555";
 
 /// Escapes text for XML/HTML content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -56,6 +125,32 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// A series' points that can be drawn, each with its index in the series.
+fn drawable(s: &Series, log_x: bool, sort: bool) -> Vec<(usize, (f64, f64))> {
+    let keep = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!log_x || x > 0.0);
+    let mut pts: Vec<(usize, (f64, f64))> = s
+        .points
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, p)| keep(p))
+        .collect();
+    // Records can arrive out of order (resumed runs); a line must not zig-zag back in x.
+    if sort {
+        pts.sort_by(|a, b| a.1 .0.total_cmp(&b.1 .0));
+    }
+    pts
+}
+
+/// The finite part of a point's y interval, if it has one.
+fn y_range(s: &Series, i: usize) -> Option<(f64, f64)> {
+    s.y_ranges
+        .get(i)
+        .copied()
+        .flatten()
+        .filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
+}
+
 impl Chart {
     /// Each series as a polyline with point markers, in x order.
     pub fn line_svg(&self) -> String {
@@ -68,18 +163,10 @@ impl Chart {
     }
 
     fn render(&self, lines: bool) -> String {
-        let keep = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!self.log_x || x > 0.0);
-        let sets: Vec<Vec<(f64, f64)>> = self
+        let sets: Vec<Vec<(usize, (f64, f64))>> = self
             .series
             .iter()
-            .map(|s| {
-                let mut pts: Vec<(f64, f64)> = s.points.iter().copied().filter(keep).collect();
-                // Records can arrive out of order (resumed runs); a line must not zig-zag back in x.
-                if lines {
-                    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-                }
-                pts
-            })
+            .map(|s| drawable(s, self.log_x, lines))
             .collect();
         let title = escape(&self.title);
         let mut o = format!(
@@ -98,7 +185,7 @@ impl Chart {
         text(&mut o, mid_x, H - 10.0, MIDDLE, &escape(&self.x_label));
         let rotate = format!("{MIDDLE} transform=\"rotate(-90 14 {})\"", num(mid_y));
         text(&mut o, 14.0, mid_y, &rotate, &escape(&self.y_label));
-        let (xs, ys): (Vec<f64>, Vec<f64>) = sets.iter().flatten().copied().unzip();
+        let (mut xs, mut ys): (Vec<f64>, Vec<f64>) = sets.iter().flatten().map(|&(_, p)| p).unzip();
         if xs.is_empty() {
             frame(&mut o);
             text(
@@ -109,6 +196,32 @@ impl Chart {
                 "no data yet",
             );
             return o + "</svg>";
+        }
+        // Whiskers and guides belong inside the frame too.
+        for (s, pts) in self.series.iter().zip(&sets) {
+            for &(i, _) in pts {
+                if let Some((lo, hi)) = y_range(s, i) {
+                    ys.extend([lo, hi]);
+                }
+            }
+        }
+        let guides: Vec<&Guide> = self
+            .guides
+            .iter()
+            .filter(|g| g.at.is_finite() && !(g.vertical && self.log_x && g.at <= 0.0))
+            .collect();
+        for g in &guides {
+            if g.vertical {
+                xs.push(g.at);
+            } else {
+                ys.push(g.at);
+            }
+        }
+        if self.x_from_zero && !self.log_x {
+            xs.push(0.0);
+        }
+        if self.y_from_zero {
+            ys.push(0.0);
         }
         let ((x_lo, x_hi), (y_lo, y_hi)) = (min_max(&xs), min_max(&ys));
         let xt = if self.log_x {
@@ -132,48 +245,228 @@ impl Chart {
             text(&mut o, LEFT - 6.0, y + 4.0, "text-anchor=\"end\"", &compact(t));
         }
         frame(&mut o);
-        let (r, opacity) = if lines { ("2", "1") } else { ("3", "0.7") };
-        for (i, pts) in sets.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
-            let colour = PALETTE[i % PALETTE.len()];
-            let coords: Vec<(String, String)> = pts
-                .iter()
-                .map(|&(x, y)| (num(xmap.at(x)), num(ymap.at(y))))
-                .collect();
+        for g in &guides {
+            guide(&mut o, g, &xmap, &ymap);
+        }
+        let (r, opacity) = if lines { (2.0, "1") } else { (3.0, "0.7") };
+        for (i, (s, pts)) in self.series.iter().zip(&sets).enumerate() {
+            if pts.is_empty() {
+                continue;
+            }
+            let colour = PALETTE[s.colour.unwrap_or(i) % PALETTE.len()];
             if lines {
-                let joined: Vec<String> = coords.iter().map(|(x, y)| format!("{x},{y}")).collect();
+                let joined: Vec<String> = pts
+                    .iter()
+                    .map(|&(_, (x, y))| format!("{},{}", num(xmap.at(x)), num(ymap.at(y))))
+                    .collect();
                 let pts = joined.join(" ");
+                let dash = if s.dashed { " stroke-dasharray=\"5 4\"" } else { "" };
                 let _ = write!(
                     o,
-                    "<polyline points=\"{pts}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/>"
+                    "<polyline points=\"{pts}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"{dash}/>"
                 );
             }
-            for (x, y) in &coords {
-                let _ = write!(
-                    o,
-                    "<circle cx=\"{x}\" cy=\"{y}\" r=\"{r}\" fill=\"{colour}\" fill-opacity=\"{opacity}\"/>"
-                );
+            for &(k, (x, y)) in pts {
+                let cx = xmap.at(x);
+                if let Some((lo, hi)) = y_range(s, k) {
+                    whisker(&mut o, cx, ymap.at(lo), ymap.at(hi), colour);
+                }
+                let label = s.labels.get(k).map(|l| escape(l)).unwrap_or_default();
+                let paint = if s.hollow {
+                    format!("fill=\"#fff\" stroke=\"{colour}\" stroke-width=\"1.5\"")
+                } else {
+                    format!("fill=\"{colour}\" fill-opacity=\"{opacity}\"")
+                };
+                marker(&mut o, s.marker, (cx, ymap.at(y)), r, &paint, &label);
             }
         }
         // Legend rows stop at the bottom of the plot area rather than spill out of the viewBox.
-        for (i, s) in self
-            .series
-            .iter()
-            .enumerate()
-            .take(((BOTTOM - TOP) / 16.0) as usize)
-        {
-            let y = TOP + 8.0 + 16.0 * i as f64;
-            let mut name: String = s.name.chars().take(LEGEND_CHARS).collect();
-            if name.len() < s.name.len() {
-                name = name.chars().take(LEGEND_CHARS - 1).chain(['…']).collect();
+        let mut y = TOP + 8.0;
+        for (i, s) in self.series.iter().enumerate() {
+            let lines = wrap(&s.name, LEGEND_CHARS, LEGEND_LINES);
+            let height = 14.0 * lines.len() as f64;
+            if y + height - 14.0 > BOTTOM {
+                break;
             }
-            let (x, top, colour) = (RIGHT + 12.0, num(y - 9.0), PALETTE[i % PALETTE.len()]);
-            let _ = write!(
-                o,
-                "<rect x=\"{x}\" y=\"{top}\" width=\"10\" height=\"10\" fill=\"{colour}\"/>"
-            );
-            text(&mut o, RIGHT + 26.0, y, "", &escape(&name));
+            let colour = PALETTE[s.colour.unwrap_or(i) % PALETTE.len()];
+            let x = RIGHT + 12.0;
+            if s.marker == Marker::Circle && !s.hollow {
+                let top = num(y - 9.0);
+                let _ = write!(
+                    o,
+                    "<rect x=\"{x}\" y=\"{top}\" width=\"10\" height=\"10\" fill=\"{colour}\"/>"
+                );
+            } else {
+                let paint = if s.hollow {
+                    format!("fill=\"#fff\" stroke=\"{colour}\" stroke-width=\"1.5\"")
+                } else {
+                    format!("fill=\"{colour}\"")
+                };
+                marker(&mut o, s.marker, (x + 5.0, y - 4.0), 4.5, &paint, "");
+            }
+            for (j, line) in lines.iter().enumerate() {
+                text(&mut o, RIGHT + 26.0, y + 14.0 * j as f64, "", &escape(line));
+            }
+            y += height + 4.0;
         }
         o + "</svg>"
+    }
+}
+
+/// `name` in lines of at most `width` characters, broken at spaces where it can be; past `max` lines the
+/// last one ends in `…`.
+fn wrap(name: &str, width: usize, max: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in name.split(' ').filter(|w| !w.is_empty()) {
+        let mut word: Vec<char> = word.chars().collect();
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.len() <= width {
+            line.push(' ');
+            line.extend(word);
+            continue;
+        }
+        if len > 0 {
+            lines.push(std::mem::take(&mut line));
+        }
+        while word.len() > width {
+            lines.push(word.drain(..width).collect());
+        }
+        line = word.into_iter().collect();
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    if lines.len() > max {
+        lines.truncate(max);
+        let last: String = lines[max - 1].chars().take(width - 1).chain(['…']).collect();
+        lines[max - 1] = last;
+    }
+    lines
+}
+
+/// One point's marker, centred on `(x, y)` with "radius" `r`, and its hover text when `label` (escaped)
+/// is not empty.
+fn marker(o: &mut String, shape: Marker, (x, y): (f64, f64), r: f64, paint: &str, label: &str) {
+    let body = if label.is_empty() {
+        "/>".to_string()
+    } else {
+        format!("><title>{label}</title>")
+    };
+    let close = |tag: &str| {
+        if label.is_empty() {
+            String::new()
+        } else {
+            format!("</{tag}>")
+        }
+    };
+    let (cx, cy) = (num(x), num(y));
+    match shape {
+        Marker::Circle => {
+            let _ = write!(
+                o,
+                "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"{}\" {paint}{body}{}",
+                num(r),
+                close("circle")
+            );
+        }
+        _ => {
+            let d = match shape {
+                Marker::Square => {
+                    let s = r * 0.9;
+                    format!(
+                        "M{} {}H{}V{}H{}Z",
+                        num(x - s),
+                        num(y - s),
+                        num(x + s),
+                        num(y + s),
+                        num(x - s)
+                    )
+                }
+                Marker::Triangle => {
+                    let s = r * 1.2;
+                    format!(
+                        "M{} {}L{} {}L{} {}Z",
+                        cx,
+                        num(y - s),
+                        num(x + s),
+                        num(y + s * 0.8),
+                        num(x - s),
+                        num(y + s * 0.8)
+                    )
+                }
+                _ => {
+                    let s = r * 1.25;
+                    format!(
+                        "M{} {}L{} {}L{} {}L{} {}Z",
+                        cx,
+                        num(y - s),
+                        num(x + s),
+                        cy,
+                        cx,
+                        num(y + s),
+                        num(x - s),
+                        cy
+                    )
+                }
+            };
+            let _ = write!(o, "<path d=\"{d}\" {paint}{body}{}", close("path"));
+        }
+    }
+}
+
+/// A vertical interval at `x` from `y1` to `y2`, with short caps.
+fn whisker(o: &mut String, x: f64, y1: f64, y2: f64, colour: &str) {
+    let (x, a, b, y1, y2) = (num(x), num(x - 3.0), num(x + 3.0), num(y1), num(y2));
+    let _ = write!(
+        o,
+        "<path d=\"M{x} {y1}V{y2}M{a} {y1}H{b}M{a} {y2}H{b}\" fill=\"none\" stroke=\"{colour}\" \
+         stroke-opacity=\"0.6\"/>"
+    );
+}
+
+/// A guide across the plot area with its label inside the frame: at the top for a vertical line (on the
+/// side with room), at the right end, above the line, for a horizontal one.
+fn guide(o: &mut String, g: &Guide, xmap: &Axis, ymap: &Axis) {
+    let dash = if g.dotted { "2 3" } else { "6 3" };
+    let attrs = format!("stroke=\"{GUIDE_COLOUR}\" stroke-width=\"1.2\" stroke-dasharray=\"{dash}\"");
+    let label = escape(&g.label);
+    let paint = format!("font-size=\"10\" fill=\"{GUIDE_COLOUR}\"");
+    if g.vertical {
+        let x = xmap.at(g.at);
+        let _ = write!(
+            o,
+            "<line x1=\"{0}\" y1=\"{TOP}\" x2=\"{0}\" y2=\"{BOTTOM}\" {attrs}/>",
+            num(x)
+        );
+        let (tx, anchor) = if x > (LEFT + RIGHT) / 2.0 {
+            (x - 3.0, "end")
+        } else {
+            (x + 3.0, "start")
+        };
+        text(
+            o,
+            tx,
+            TOP + 12.0,
+            &format!("text-anchor=\"{anchor}\" {paint}"),
+            &label,
+        );
+    } else {
+        let y = ymap.at(g.at);
+        let _ = write!(
+            o,
+            "<line x1=\"{LEFT}\" y1=\"{0}\" x2=\"{RIGHT}\" y2=\"{0}\" {attrs}/>",
+            num(y)
+        );
+        // Below the line when it runs along the top of the frame.
+        let ty = if y - 3.0 < TOP + 10.0 { y + 11.0 } else { y - 3.0 };
+        text(
+            o,
+            RIGHT - 3.0,
+            ty,
+            &format!("text-anchor=\"end\" {paint}"),
+            &label,
+        );
     }
 }
 
@@ -373,6 +666,7 @@ mod tests {
         let series = series.iter().map(|(n, p)| Series {
             name: n.to_string(),
             points: p.clone(),
+            ..Series::default()
         });
         let (title, x_label, y_label) = ("Loss".to_string(), "step".to_string(), "loss".to_string());
         Chart {
@@ -381,6 +675,7 @@ mod tests {
             y_label,
             log_x,
             series: series.collect(),
+            ..Chart::default()
         }
     }
 
@@ -625,5 +920,138 @@ mod tests {
         p.sort_unstable();
         p.dedup();
         assert!(p.len() >= 6);
+    }
+
+    #[test]
+    fn guides_are_drawn_inside_the_frame_and_widen_the_axes_to_reach_them() {
+        let mut c = chart(false, &[("acc", vec![(0.001, 0.4), (0.002, 0.5)])]);
+        c.guides = vec![
+            Guide::x(0.01, "limit <0.01>"),
+            Guide::y(0.25, "chance").dotted(),
+            Guide::x(f64::NAN, "never drawn"),
+        ];
+        let svg = c.scatter_svg();
+        // The x axis now runs to the limit and y down to chance, though no point is there.
+        assert!(
+            svg.contains(">0.01</text>") && svg.contains(">0.25</text>"),
+            "{svg}"
+        );
+        let dashes = attrs(&svg, "stroke-dasharray");
+        assert_eq!(dashes, vec!["6 3".to_string(), "2 3".to_string()]);
+        assert!(svg.contains(">limit &lt;0.01&gt;</text>") && svg.contains(">chance</text>"));
+        assert!(!svg.contains("never drawn"));
+        // The limit is the last x tick, so its line is the frame's right edge; chance is inside the frame.
+        let guide = |dash: &str| -> String {
+            svg.split("<line ")
+                .find(|l| l.contains(&format!("stroke-dasharray=\"{dash}\"")))
+                .unwrap()
+                .to_string()
+        };
+        let (limit, chance) = (guide("6 3"), guide("2 3"));
+        assert!(
+            limit.starts_with("x1=\"500\" y1=\"32\" x2=\"500\" y2=\"272\""),
+            "{limit}"
+        );
+        let y: f64 = attrs(&format!(" {chance}"), "y1")[0].parse().unwrap();
+        assert!(y > TOP && y <= BOTTOM, "{chance}");
+        // Rates start at none when asked to.
+        let mut c = chart(false, &[("acc", vec![(0.3, 0.4), (0.5, 0.5)])]);
+        assert!(!c.scatter_svg().contains(">0</text>"));
+        (c.x_from_zero, c.y_from_zero) = (true, true);
+        let svg = c.scatter_svg();
+        assert_eq!(svg.matches(">0</text>").count(), 2, "{svg}");
+        // On a log axis a guide at or below zero has no place and is left out.
+        let mut c = chart(true, &[("a", vec![(1.0, 1.0), (8.0, 2.0)])]);
+        c.guides = vec![Guide::x(0.0, "zero"), Guide::x(4.0, "four")];
+        let svg = c.line_svg();
+        assert!(!svg.contains(">zero<") && svg.contains(">four</text>"));
+    }
+
+    #[test]
+    fn whiskers_widen_the_y_axis_and_markers_carry_shape_colour_and_an_escaped_hover_text() {
+        let series = vec![
+            Series {
+                name: "this run".into(),
+                points: vec![(1.0, 0.3), (2.0, 0.4)],
+                y_ranges: vec![Some((0.2, 0.41)), Some((f64::NAN, 0.5))],
+                labels: vec!["step 10 <a>".into(), "step 20".into()],
+                colour: Some(1),
+                ..Series::default()
+            },
+            Series {
+                name: "others".into(),
+                points: vec![(1.5, 0.35)],
+                marker: Marker::Square,
+                hollow: true,
+                colour: Some(1),
+                ..Series::default()
+            },
+            Series {
+                name: "t".into(),
+                points: vec![(1.2, 0.33)],
+                marker: Marker::Triangle,
+                ..Series::default()
+            },
+            Series {
+                name: "d".into(),
+                points: vec![(1.7, 0.36)],
+                marker: Marker::Diamond,
+                ..Series::default()
+            },
+        ];
+        let c = Chart {
+            series,
+            ..chart(false, &[])
+        };
+        let svg = c.scatter_svg();
+        // One whisker (the NaN interval is skipped), and the axis reaches down to its 0.2.
+        assert_eq!(svg.matches("stroke-opacity=\"0.6\"").count(), 1);
+        assert!(svg.contains(">0.2</text>"), "{svg}");
+        assert!(svg.contains("<title>step 10 &lt;a&gt;</title></circle>"));
+        assert!(svg.contains("<title>step 20</title></circle>"));
+        // Both series of colour 1 share it; the hollow square is outlined (plot and legend).
+        assert!(svg.matches("fill=\"#d55e00\"").count() >= 3, "{svg}");
+        assert_eq!(svg.matches("fill=\"#fff\" stroke=\"#d55e00\"").count(), 2);
+        // Square, triangle and diamond: one path each on the plot and one in the legend.
+        assert_eq!(svg.matches("<path d=\"M").count(), 1 + 2 * 3);
+        assert_eq!(svg.matches("<circle").count(), 2);
+        // A dashed series dashes its line, and only its line.
+        let mut c = chart(
+            false,
+            &[
+                ("solid", vec![(1.0, 1.0), (2.0, 2.0)]),
+                ("dashed", vec![(1.0, 1.0), (2.0, 2.0)]),
+            ],
+        );
+        c.series[1].dashed = true;
+        let svg = c.line_svg();
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches(" stroke-dasharray=\"5 4\"/>").count(), 1);
+        assert!(!c.scatter_svg().contains("stroke-dasharray"));
+    }
+
+    #[test]
+    fn legend_names_wrap_instead_of_truncating_to_the_same_text() {
+        let (a, b) = ("diffusion run-0123456789ab", "diffusion run-0123456789ac");
+        let svg = chart(false, &[(a, vec![(1.0, 1.0)]), (b, vec![(2.0, 2.0)])]).line_svg();
+        let legend: Vec<&str> = svg
+            .split("<text x=\"526\"")
+            .skip(1)
+            .map(|t| t.split('>').nth(1).unwrap().trim_end_matches("</text"))
+            .collect();
+        assert_eq!(
+            legend,
+            ["diffusion", "run-0123456789ab", "diffusion", "run-0123456789ac"]
+        );
+        assert_eq!(wrap("a b c", 18, 3), ["a b c"]);
+        assert_eq!(wrap("", 18, 3), [""]);
+        assert_eq!(
+            wrap("abcdefghijklmnopqrstuvwxyz", 10, 3),
+            ["abcdefghij", "klmnopqrst", "uvwxyz"]
+        );
+        assert_eq!(wrap("one two three four five six", 5, 3), ["one", "two", "thre…"]);
+        for line in wrap("held-out continuation choice accuracy for the other runs", 18, 3) {
+            assert!(line.chars().count() <= 18, "{line}");
+        }
     }
 }

@@ -15,10 +15,13 @@ use serde_json::{json, Value};
 
 use super::api::{self, StartTraining};
 use super::auth::{self, ClientAddr, Current};
-use super::charts::{Chart, Series};
+use super::charts::{Chart, Guide, Marker, Series};
 use super::error::{ApiError, ApiResult};
 use super::routes::{ADMIN, EVIDENCE, EXPORT, LEDGER, OPERATE, READ, REQUEST, REVIEW};
 use super::AppState;
+use crate::app::study::StudyPoint;
+use crate::app::train::{AuditFigures, CheckpointView};
+use crate::eval::{Accuracy, Utility};
 use crate::store::Role;
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -36,6 +39,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/runs", post(start_run))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/gate", post(gate))
+        .route("/runs/{id}/select", post(select))
         .route("/audits", post(start_audit))
         .route("/audits/{id}", get(audit_page))
         .route("/releases", get(releases_page))
@@ -43,6 +47,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/releases/{run}/request", post(request_release))
         .route("/releases/{run}/review", post(review))
         .route("/releases/{run}/export", post(export))
+        .route("/studies", get(studies_page))
+        .route("/studies/{id}", get(study_page))
         .route("/ledger", get(ledger_page))
         .route("/admin", get(admin_page))
         .route("/admin/users", post(add_user))
@@ -481,10 +487,12 @@ async fn loss_chart(app: &crate::app::App, run: &crate::store::RunRow) -> ApiRes
         series.push(Series {
             name: format!("{label} train"),
             points: pick(&|m| m.train_loss),
+            ..Series::default()
         });
         series.push(Series {
             name: format!("{label} validation"),
             points: pick(&|m| m.val_loss),
+            ..Series::default()
         });
     };
     let details = app.run_details(&run.id).await?;
@@ -504,11 +512,23 @@ async fn loss_chart(app: &crate::app::App, run: &crate::store::RunRow) -> ApiRes
         y_label: "loss (nats/token)".into(),
         log_x: false,
         series,
+        ..Chart::default()
     }
     .line_svg())
 }
 
-async fn run_page(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path<String>) -> Response {
+#[derive(serde::Deserialize)]
+struct RunQuery {
+    /// A job the previous form queued, to say so at the top of the page.
+    job: Option<String>,
+}
+
+async fn run_page(
+    State(s): State<AppState>,
+    Viewer(c): Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<RunQuery>,
+) -> Response {
     page(&s, &c, "/", async {
         c.require(READ)?;
         let app = s.app().await;
@@ -518,12 +538,57 @@ async fn run_page(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path<S
         flatten("", &d.run.config, &mut config);
         let audits = app.audit_list(Some(&id)).await?;
         let stage = app.release_status(&id).await?.stage;
+        let utilities = utilities_of(&app, &d.history).await?;
+        let history = history_rows(&d.history, &utilities, &audits);
+        let (points, unmeasured) = frontier_points(&app, &d.run, &d.history, &utilities).await?;
+        let (by_extraction, by_exposure) = frontier_charts(&points, &s.policy);
+        let jobs = app.store.jobs().list(200).await?;
+        let selections: Vec<Value> = jobs
+            .iter()
+            .filter(|j| j.kind == "select" && j.args["run"] == id.as_str())
+            .take(5)
+            .map(|j| {
+                json!({
+                    "id": j.id, "state": j.state, "by": j.created_by, "when": when(j.created_at),
+                    "message": j.error.clone().or_else(|| j.message.clone()).unwrap_or_default(),
+                    "step": j.result.as_ref().and_then(|r| r.get("step")).filter(|v| !v.is_null()).cloned(),
+                })
+            })
+            .collect();
+        let notice = q
+            .job
+            .as_deref()
+            .and_then(|q| jobs.iter().find(|j| j.id == q && j.args["run"] == id.as_str()))
+            .map(|j| {
+                let what = match (j.kind.as_str(), j.args["step"].as_i64()) {
+                    ("select", _) => "selection of the best checkpoint".to_string(),
+                    ("audit", Some(step)) => format!("audit of step {step}"),
+                    (kind, _) => kind.to_string(),
+                };
+                format!(
+                    "Queued job {} ({what}); it is {}. A worker runs it: the dashboard shows its progress.",
+                    j.id,
+                    j.state.as_str()
+                )
+            });
+        let t = &s.policy.thresholds;
+        let policy = json!({
+            "name": s.policy.name,
+            "max_exact_extraction": fmt_num(t.max_exact_extraction),
+            "max_canary_exposure": fmt_num(t.max_canary_exposure),
+            "min_choice_accuracy": t.min_choice_accuracy.map(pct),
+            "statistic": s.policy.statistic,
+            "rank_by": s.policy.select.rank_by,
+            "max_audits": s.policy.select.max_audits,
+        });
         Ok(render(
             &s,
             "run.html",
             json!({
                 "me": me(&c), "run": d.run, "corpus": d.corpus, "loss_chart": chart, "config": config,
-                "checkpoints": d.checkpoints, "audits": audits, "stage": stage,
+                "history": history, "audits": audits, "stage": stage, "selections": selections,
+                "notice": notice, "policy": policy, "frontier_extraction": by_extraction,
+                "frontier_exposure": by_exposure, "frontier_points": points.len(), "unmeasured": unmeasured,
             }),
         ))
     })
@@ -584,6 +649,19 @@ async fn gate(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path<Strin
     .await
 }
 
+/// Queues `gate --select` under the server's policy: a worker audits the kept checkpoints that lack an
+/// audit and gates the most useful one that passes.
+async fn select(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path<String>) -> Response {
+    let back = format!("/runs/{id}");
+    page(&s, &c, &back, async {
+        c.require(OPERATE)?;
+        let req = crate::app::gate::SelectRequest::new(&id, &s.policy, Some(&c.user.username))?;
+        let job = s.app().await.enqueue_select(&req).await?;
+        Ok(see(&format!("/runs/{id}?job={job}")))
+    })
+    .await
+}
+
 async fn start_audit(
     State(s): State<AppState>,
     Viewer(c): Viewer,
@@ -594,6 +672,12 @@ async fn start_audit(
         let run = field(&f, "run")?.to_string();
         let mut req = api::audit_request(&s, run.clone(), false, &c.user.username);
         req.gpu = f.get("gpu").is_some_and(|v| v == "on");
+        if let Some(v) = f.get("step").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            req.step = Some(
+                v.parse()
+                    .map_err(|_| ApiError::bad_request(format!("step must be a whole number, not {v:?}")))?,
+            );
+        }
         if let Some(n) = f.get("shards").filter(|v| !v.is_empty()) {
             let n: usize = n
                 .parse()
@@ -602,10 +686,292 @@ async fn start_audit(
             params.shards = n;
             req.params = Some(params);
         }
-        s.app().await.enqueue_audit(&req).await?;
-        Ok(see("/"))
+        let job = s.app().await.enqueue_audit(&req).await?;
+        // A checkpoint's audit is asked for from the run page, which then says it was queued.
+        Ok(match req.step {
+            Some(_) => see(&format!("/runs/{run}?job={job}")),
+            None => see("/"),
+        })
     })
     .await
+}
+
+// ---------------------------------------------------------------------------------------------------
+// What a checkpoint learned beside what it memorized
+// ---------------------------------------------------------------------------------------------------
+
+/// Held-out continuation choice picks one of [`crate::eval::CHOICES`] continuations: guessing scores this.
+const CHANCE: f64 = 1.0 / crate::eval::CHOICES as f64;
+
+fn pct(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.1}%", v * 100.0)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// Whether a held-out choice accuracy cannot be told from guessing: its 95% interval holds chance. A
+/// model that learned this little also memorizes little, so its low memorization figures say little.
+fn at_chance(a: &Accuracy) -> bool {
+    a.low <= CHANCE && CHANCE <= a.high
+}
+
+fn accuracy_view(a: &Accuracy) -> Value {
+    json!({
+        "value": pct(a.value), "low": pct(a.low), "high": pct(a.high), "n": a.n, "correct": a.correct,
+        "mask_draws": a.mask_draws, "at_chance": at_chance(a),
+    })
+}
+
+/// What a checkpoint learned, as the templates show it (`None` figures read "not measured").
+fn utility_view(u: &Utility) -> Value {
+    let custom = u.custom.as_ref().map(|c| {
+        let mut v = accuracy_view(&c.accuracy);
+        // A customer's items need not have four choices: chance is theirs, not 25%.
+        if let Some(m) = v.as_object_mut() {
+            m.remove("at_chance");
+        }
+        v["file"] = json!(c.file);
+        v["sha256"] = json!(c.sha256);
+        v
+    });
+    json!({
+        "bits_per_byte": u.bits_per_byte.map(|b| format!("{b:.3}")),
+        "nats_per_token": u.nats_per_token.map(|n| format!("{n:.3}")),
+        "exact": u.estimator == "exact",
+        "estimator": u.estimator,
+        "windows": u.windows, "tokens": u.tokens, "bytes": u.bytes, "mask_draws": u.mask_draws,
+        "choice": u.choice_accuracy.as_ref().map(accuracy_view),
+        "custom": custom,
+    })
+}
+
+/// Epochs done at a checkpoint: whole numbers as such, fractions to two places.
+fn epochs_text(e: Option<f64>) -> String {
+    match e {
+        Some(e) if (e - e.round()).abs() < 1e-9 => format!("{e:.0}"),
+        Some(e) => format!("{e:.2}"),
+        None => String::new(),
+    }
+}
+
+fn objective_name(objective: &str) -> &str {
+    match objective {
+        "ar" => "AR",
+        other => other,
+    }
+}
+
+/// What each checkpoint of a history learned: its own record's figures, or, for a checkpoint saved before
+/// checkpoints were evaluated, those its audit measured.
+async fn utilities_of(app: &crate::app::App, history: &[CheckpointView]) -> ApiResult<Vec<Option<Utility>>> {
+    let mut out = Vec::with_capacity(history.len());
+    for c in history {
+        let u = match (&c.utility, &c.audit) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(a)) => app
+                .audit_row(&a.id)
+                .await?
+                .report
+                .and_then(|r| r.get("utility").cloned())
+                .and_then(|u| serde_json::from_value(u).ok()),
+            (None, None) => None,
+        };
+        out.push(u);
+    }
+    Ok(out)
+}
+
+/// The run page's checkpoint table: one row per checkpoint of the history, oldest first.
+fn history_rows(
+    history: &[CheckpointView],
+    utilities: &[Option<Utility>],
+    audits: &[crate::store::AuditRow],
+) -> Vec<Value> {
+    history
+        .iter()
+        .zip(utilities)
+        .map(|(c, u)| {
+            let running = audits
+                .iter()
+                .find(|a| a.checkpoint_step == c.step && a.state == "running")
+                .map(|a| a.id.clone());
+            let audit = c.audit.as_ref().map(|a| {
+                json!({
+                    "id": a.id, "quick": a.quick, "exact": fmt_num(a.extraction_exact),
+                    "exact_high": fmt_num(a.extraction_exact_high),
+                    "exposure": format!("{:.2}", a.max_canary_exposure),
+                    "auc": format!("{:.3}", a.membership_max_auc),
+                })
+            });
+            json!({
+                "step": c.step, "epochs": epochs_text(c.epochs), "kept": c.kept,
+                "sha": c.weights_sha256.chars().take(12).collect::<String>(),
+                "bits_per_byte": u.as_ref().and_then(|u| u.bits_per_byte).map(|b| format!("{b:.3}")),
+                "upper_bound": u.as_ref().is_some_and(|u| u.estimator != "exact"),
+                "choice": u.as_ref().and_then(|u| u.choice_accuracy.as_ref()).map(accuracy_view),
+                "audit": audit, "audit_running": running,
+            })
+        })
+        .collect()
+}
+
+/// One audited checkpoint on the frontier charts.
+struct FrontierPoint {
+    run: String,
+    objective: String,
+    this_run: bool,
+    step: i64,
+    epochs: Option<f64>,
+    choice: Accuracy,
+    audit: AuditFigures,
+}
+
+/// The audited checkpoints of `run` and of every other run on its corpus that have a held-out choice
+/// accuracy, and how many audited ones have none (saved and audited before it was measured).
+async fn frontier_points(
+    app: &crate::app::App,
+    run: &crate::store::RunRow,
+    history: &[CheckpointView],
+    utilities: &[Option<Utility>],
+) -> ApiResult<(Vec<FrontierPoint>, usize)> {
+    fn add(
+        out: &mut (Vec<FrontierPoint>, usize),
+        run: &crate::store::RunRow,
+        this_run: bool,
+        history: &[CheckpointView],
+        utilities: &[Option<Utility>],
+    ) {
+        for (c, u) in history.iter().zip(utilities) {
+            let Some(audit) = &c.audit else { continue };
+            match u.as_ref().and_then(|u| u.choice_accuracy) {
+                Some(choice) => out.0.push(FrontierPoint {
+                    run: run.id.clone(),
+                    objective: run.objective.clone(),
+                    this_run,
+                    step: c.step,
+                    epochs: c.epochs,
+                    choice,
+                    audit: audit.clone(),
+                }),
+                None => out.1 += 1,
+            }
+        }
+    }
+    let mut out = (Vec::new(), 0);
+    add(&mut out, run, true, history, utilities);
+    for other in app.runs_list().await? {
+        if other.corpus_id != run.corpus_id || other.id == run.id {
+            continue;
+        }
+        let checkpoints = app.store.runs().checkpoints(&other.id).await?;
+        let h = app.history(&other.id, &checkpoints).await?;
+        let u = utilities_of(app, &h).await?;
+        add(&mut out, &other, false, &h, &u);
+    }
+    Ok(out)
+}
+
+/// Held-out choice accuracy against the exact extraction rate's upper bound, and against the highest
+/// canary exposure: this run's audited checkpoints filled, the other runs' on the corpus hollow, colour
+/// and shape by objective; the policy's limits dashed, chance dotted.
+fn frontier_charts(points: &[FrontierPoint], policy: &crate::policy::Policy) -> (String, String) {
+    let mut groups: Vec<(bool, &str)> = points
+        .iter()
+        .map(|p| (p.this_run, p.objective.as_str()))
+        .collect();
+    // This run first, then the others by objective (diffusion before ar).
+    groups.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(a.1)));
+    groups.dedup();
+    let series = |x: &dyn Fn(&FrontierPoint) -> f64| -> Vec<Series> {
+        groups
+            .iter()
+            .map(|&(this_run, objective)| {
+                let ps: Vec<&FrontierPoint> = points
+                    .iter()
+                    .filter(|p| p.this_run == this_run && p.objective == objective)
+                    .collect();
+                let ar = objective == "ar";
+                Series {
+                    name: format!(
+                        "{}, {}",
+                        objective_name(objective),
+                        if this_run { "this run" } else { "other runs" }
+                    ),
+                    points: ps.iter().map(|p| (x(p), p.choice.value)).collect(),
+                    y_ranges: ps.iter().map(|p| Some((p.choice.low, p.choice.high))).collect(),
+                    labels: ps
+                        .iter()
+                        .map(|p| {
+                            let epochs = match p.epochs {
+                                Some(_) => format!(" ({} epochs)", epochs_text(p.epochs)),
+                                None => String::new(),
+                            };
+                            format!(
+                                "{} step {}{epochs}, audit {}: choice {} ({}–{}, n = {}), exact extraction ≤ {}, \
+                                 canary exposure {:.2} bits",
+                                p.run,
+                                p.step,
+                                p.audit.id,
+                                pct(p.choice.value),
+                                pct(p.choice.low),
+                                pct(p.choice.high),
+                                p.choice.n,
+                                fmt_num(p.audit.extraction_exact_high),
+                                p.audit.max_canary_exposure
+                            )
+                        })
+                        .collect(),
+                    marker: if ar { Marker::Square } else { Marker::Circle },
+                    hollow: !this_run,
+                    colour: Some(usize::from(ar)),
+                    dashed: false,
+                }
+            })
+            .collect()
+    };
+    let t = &policy.thresholds;
+    let mut y_guides = vec![Guide::y(CHANCE, "chance 25%").dotted()];
+    if let Some(min) = t.min_choice_accuracy {
+        y_guides.push(Guide::y(min, format!("policy minimum {}", pct(min))));
+    }
+    let y_label = "held-out choice accuracy (share)";
+    let by_extraction = Chart {
+        title: "What it learned against exact extraction".into(),
+        x_label: "exact extraction rate, upper end of its 95% interval (share of samples)".into(),
+        y_label: y_label.into(),
+        log_x: false,
+        series: series(&|p| p.audit.extraction_exact_high),
+        guides: [
+            vec![Guide::x(
+                t.max_exact_extraction,
+                format!("policy limit {}", fmt_num(t.max_exact_extraction)),
+            )],
+            y_guides.clone(),
+        ]
+        .concat(),
+        x_from_zero: true,
+        y_from_zero: false,
+    };
+    let by_exposure = Chart {
+        title: "What it learned against canary exposure".into(),
+        x_label: "highest exposure of a canary the model saw (bits)".into(),
+        y_label: y_label.into(),
+        log_x: false,
+        series: series(&|p| p.audit.max_canary_exposure),
+        guides: [
+            vec![Guide::x(
+                t.max_canary_exposure,
+                format!("policy limit {} bits", fmt_num(t.max_canary_exposure)),
+            )],
+            y_guides,
+        ]
+        .concat(),
+        x_from_zero: true,
+        y_from_zero: false,
+    };
+    (by_extraction.scatter_svg(), by_exposure.scatter_svg())
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -652,6 +1018,74 @@ fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
     &a[..end]
 }
 
+/// Each canary's exposure against the times the audited checkpoint saw it (copies trained × epochs), with
+/// the policy's limit and the highest exposure of the never-seen controls (what chance gives). Reports
+/// from before canaries were counted by times seen have neither: they are drawn by copies planted.
+fn exposure_chart(canaries: &crate::audit::exposure::CanaryReport, policy: &crate::policy::Policy) -> String {
+    let old = canaries.controls == 0 && canaries.canaries.iter().all(|k| k.copies_trained == 0);
+    let seen: Vec<_> = canaries
+        .canaries
+        .iter()
+        .filter(|k| old || k.copies_trained > 0)
+        .collect();
+    let mut guides = vec![Guide::y(
+        policy.thresholds.max_canary_exposure,
+        format!(
+            "policy limit {} bits",
+            fmt_num(policy.thresholds.max_canary_exposure)
+        ),
+    )];
+    if canaries.controls > 0 {
+        guides.push(
+            Guide::y(
+                canaries.control_max_exposure,
+                format!("never-seen controls (max of {})", canaries.controls),
+            )
+            .dotted(),
+        );
+    }
+    Chart {
+        title: if old {
+            "Canary exposure against repeats".into()
+        } else {
+            "Canary exposure against times seen".into()
+        },
+        x_label: if old {
+            "times the canary was planted".into()
+        } else {
+            "times the checkpoint saw the canary (copies trained × epochs)".into()
+        },
+        y_label: "exposure (bits)".into(),
+        log_x: true,
+        series: vec![Series {
+            name: "canary".into(),
+            points: seen
+                .iter()
+                .map(|k| (if old { k.repeats as f64 } else { k.times_seen }, k.exposure))
+                .collect(),
+            labels: seen
+                .iter()
+                .map(|k| {
+                    format!(
+                        "canary {}: {} of {} copies trained, seen {} times, exposure {:.2} bits ({})",
+                        k.id,
+                        k.copies_trained,
+                        k.repeats,
+                        fmt_num(k.times_seen),
+                        k.exposure,
+                        k.method
+                    )
+                })
+                .collect(),
+            ..Series::default()
+        }],
+        guides,
+        x_from_zero: false,
+        y_from_zero: true,
+    }
+    .scatter_svg()
+}
+
 async fn audit_page(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path<String>) -> Response {
     page(&s, &c, "/", async {
         c.require(READ)?;
@@ -667,18 +1101,8 @@ async fn audit_page(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path
                 .map_err(|e| anyhow::anyhow!("the report of audit {id} is not readable: {e}"))?;
             let g = crate::policy::evaluate(&s.policy, &parsed);
             ctx["gate"] = json!({ "passed": g.passed, "rows": gate_rows(&json!(g.rows)) });
-            let mut by_repeats: std::collections::BTreeMap<u32, Vec<(f64, f64)>> = Default::default();
-            for k in &parsed.canaries.canaries {
-                by_repeats.entry(0).or_default().push((k.repeats as f64, k.exposure));
-            }
-            let chart = Chart {
-                title: "Canary exposure against repeats".into(),
-                x_label: "times the canary was planted".into(),
-                y_label: "exposure (bits)".into(),
-                log_x: true,
-                series: vec![Series { name: "canary".into(), points: by_repeats.remove(&0).unwrap_or_default() }],
-            };
-            ctx["exposure_chart"] = json!(chart.scatter_svg());
+            ctx["utility"] = json!(parsed.utility.as_ref().map(utility_view));
+            ctx["exposure_chart"] = json!(exposure_chart(&parsed.canaries, &s.policy));
             ctx["membership"] = json!(parsed
                 .membership
                 .methods
@@ -845,6 +1269,181 @@ async fn export(State(s): State<AppState>, Viewer(c): Viewer, Path(run): Path<St
         api::create_parent(&dir)?;
         app.export_release(&c.user, &run, &s.policy, &dir).await?;
         Ok(see(&back))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Studies
+// ---------------------------------------------------------------------------------------------------
+
+/// The runs a study's specification asks for: each epoch budget for each objective.
+fn planned(spec: &Value) -> usize {
+    let n = |k: &str| spec[k].as_array().map_or(0, Vec::len);
+    n("epochs") * n("objectives")
+}
+
+async fn studies_page(State(s): State<AppState>, Viewer(c): Viewer) -> Response {
+    page(&s, &c, "/", async {
+        c.require(READ)?;
+        let rows: Vec<Value> = s
+            .app()
+            .await
+            .studies_list()
+            .await?
+            .iter()
+            .map(|d| {
+                json!({
+                    "id": d.row.id, "kind": d.row.kind, "corpus": d.corpus, "state": d.row.state,
+                    "points": d.points.len(), "planned": planned(&d.row.spec), "created_by": d.row.created_by,
+                    "created": when(d.row.created_at), "finished": d.row.finished_at.map(when),
+                    "error": d.row.error,
+                })
+            })
+            .collect();
+        Ok(render(
+            &s,
+            "studies.html",
+            json!({ "me": me(&c), "studies": rows }),
+        ))
+    })
+    .await
+}
+
+/// A study's figures by epochs, one line per objective (diffusion blue circles, AR orange squares, as on
+/// the run page); x is log₂ epochs.
+fn study_charts(points: &[StudyPoint]) -> Vec<Value> {
+    let mut objectives: Vec<crate::train::Objective> = points.iter().map(|p| p.objective).collect();
+    objectives.sort_by_key(|o| o.as_str() == "ar");
+    objectives.dedup();
+    let chart = |id: &str,
+                 title: &str,
+                 y_label: &str,
+                 y: &dyn Fn(&StudyPoint) -> Option<f64>,
+                 ranges: bool,
+                 guides: Vec<Guide>| {
+        let series = objectives
+            .iter()
+            .map(|&o| {
+                let ar = o == crate::train::Objective::Ar;
+                let mut ps: Vec<&StudyPoint> = points.iter().filter(|p| p.objective == o).collect();
+                ps.sort_by_key(|p| p.epochs);
+                let name = match (id, ar) {
+                    ("study-bpb", true) => "AR (exact)".to_string(),
+                    ("study-bpb", false) => "diffusion (upper bound)".to_string(),
+                    _ => objective_name(o.as_str()).to_string(),
+                };
+                Series {
+                    name,
+                    points: ps
+                        .iter()
+                        .map(|p| (p.epochs as f64, y(p).unwrap_or(f64::NAN)))
+                        .collect(),
+                    y_ranges: if ranges {
+                        ps.iter()
+                            .map(|p| p.choice_accuracy.map(|a| (a.low, a.high)))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                    labels: ps
+                        .iter()
+                        .map(|p| format!("{} epochs: run {}, audit {}", p.epochs, p.run, p.audit))
+                        .collect(),
+                    marker: if ar { Marker::Square } else { Marker::Circle },
+                    hollow: false,
+                    colour: Some(usize::from(ar)),
+                    // Both objectives often share a figure (no extraction at all): AR's dashes let
+                    // diffusion's line show through.
+                    dashed: ar,
+                }
+            })
+            .collect();
+        let svg = Chart {
+            title: title.into(),
+            x_label: "epochs over the same unique tokens (log₂ scale)".into(),
+            y_label: y_label.into(),
+            log_x: true,
+            series,
+            // Extraction and exposure start at none; bits per byte and accuracy where the figures are.
+            y_from_zero: matches!(id, "study-extraction" | "study-exposure"),
+            guides,
+            x_from_zero: false,
+        }
+        .line_svg();
+        json!({ "id": id, "svg": svg })
+    };
+    vec![
+        chart(
+            "study-bpb",
+            "Held-out bits per byte",
+            "bits per byte (lower is better)",
+            &|p| p.bits_per_byte,
+            false,
+            Vec::new(),
+        ),
+        chart(
+            "study-choice",
+            "Held-out continuation choice",
+            "choice accuracy (share)",
+            &|p| p.choice_accuracy.map(|a| a.value),
+            true,
+            vec![Guide::y(CHANCE, "chance 25%").dotted()],
+        ),
+        chart(
+            "study-extraction",
+            "Exact extraction",
+            "upper end of the 95% interval",
+            &|p| Some(p.exact_extraction_high),
+            false,
+            Vec::new(),
+        ),
+        chart(
+            "study-exposure",
+            "Highest canary exposure",
+            "exposure (bits)",
+            &|p| Some(p.max_canary_exposure),
+            false,
+            Vec::new(),
+        ),
+    ]
+}
+
+async fn study_page(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path<String>) -> Response {
+    page(&s, &c, "/studies", async {
+        c.require(READ)?;
+        let d = s.app().await.study_details(&id).await?;
+        let mut points: Vec<&StudyPoint> = d.points.iter().collect();
+        points.sort_by_key(|p| (p.epochs, p.objective.as_str() == "ar"));
+        let rows: Vec<Value> = points
+            .iter()
+            .map(|p| {
+                json!({
+                    "objective": objective_name(p.objective.as_str()), "epochs": p.epochs, "run": p.run,
+                    "step": p.step, "audit": p.audit,
+                    "train_loss": p.final_train_loss.map(|l| format!("{l:.3}")),
+                    "bits_per_byte": p.bits_per_byte.map(|b| format!("{b:.3}")),
+                    "upper_bound": p.objective != crate::train::Objective::Ar,
+                    "choice": p.choice_accuracy.as_ref().map(accuracy_view),
+                    "exact": fmt_num(p.exact_extraction), "exact_high": fmt_num(p.exact_extraction_high),
+                    "infill": p.infill_exact.map(fmt_num),
+                    "exposure": format!("{:.2}", p.max_canary_exposure),
+                    "auc": format!("{:.3}", p.membership_auc),
+                    "seconds": format!("{:.0}", p.train_seconds),
+                })
+            })
+            .collect();
+        let mut spec = Vec::new();
+        flatten("", &d.row.spec, &mut spec);
+        Ok(render(
+            &s,
+            "study.html",
+            json!({
+                "me": me(&c), "study": d.row, "corpus": d.corpus, "rows": rows, "charts": study_charts(&d.points),
+                "spec": spec, "planned": planned(&d.row.spec),
+                "created": when(d.row.created_at), "finished": d.row.finished_at.map(when),
+            }),
+        ))
     })
     .await
 }

@@ -24,6 +24,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("releases.html", include_str!("../../web/templates/releases.html")),
     ("release.html", include_str!("../../web/templates/release.html")),
     ("ledger.html", include_str!("../../web/templates/ledger.html")),
+    ("studies.html", include_str!("../../web/templates/studies.html")),
+    ("study.html", include_str!("../../web/templates/study.html")),
     ("admin.html", include_str!("../../web/templates/admin.html")),
 ];
 

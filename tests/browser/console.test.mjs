@@ -449,7 +449,19 @@ step('4b', 'olga audits the run, evaluates the gate and asks for release',
     await screenshot(page, '02-dashboard.png');
 
     await follow(page, page.getByTestId(`run-${run.id}`), `/runs/${run.id}`);
-    await expectText(page.locator('main ul').last(), /aud-[0-9a-f]+: succeeded/, 'the run page lists the audit');
+    const listed = await expectText(page.getByTestId('audits'), /aud-[0-9a-f]+: succeeded/, 'the run page lists the audit');
+    const auditId = listed.match(/aud-[0-9a-f]+/)[0];
+    // The checkpoints table links the audit from its checkpoint's row, beside what that checkpoint learned.
+    const audited = page.getByTestId('history').locator('tbody tr', { has: page.getByRole('link', { name: auditId }) });
+    await expectCount(audited, 1, 'checkpoint rows linking the audit');
+    const cells = (await audited.locator('td').allInnerTexts()).map((c) => c.trim());
+    assert.match(cells[3], /^(≤ \d+\.\d{3}|not measured)$/, `held-out bits per byte: ${cells.join(' | ')}`);
+    assert.match(cells[4], /^(\d+\.\d% \(\d+\.\d%–\d+\.\d%, n = \d+\)( ≈ chance)?|not measured)$/, `continuation choice: ${cells.join(' | ')}`);
+    for (const id of ['frontier-extraction', 'frontier-exposure']) {
+      const box = await page.locator(`[data-testid=${id}] svg`).boundingBox();
+      assert.ok(box && box.width > 100 && box.height > 100, `the ${id} chart is drawn (${JSON.stringify(box)})`);
+    }
+    await expectCount(page.getByTestId('select'), 1, 'the operator\'s select button');
     await screenshot(page, '03-run.png');
     await follow(page, page.getByTestId('gate'), `/releases/${run.id}`);
     await expectText(page.getByTestId('stage'), 'Stage: gate passed', 'stage after the gate');
@@ -560,6 +572,11 @@ step('8', 'the audit page shows the gate rows, the exposure chart and, to a revi
     run.auditId = (await link.innerText()).trim();
     await follow(page, link, `/audits/${run.auditId}`);
     await expectText(page.locator('h1'), `Audit ${run.auditId}`, 'audit page heading');
+    // What it learned comes first, before the memorization figures.
+    const headings = (await page.locator('main h2').allInnerTexts()).map((h) => h.trim());
+    assert.equal(headings[0], 'What it learned', `the audit page's sections: ${headings.join(' | ')}`);
+    await expectText(page.getByTestId('bits-per-byte'), /^(≤ \d+\.\d{3} \(|not measured)/, 'held-out bits per byte');
+    await expectText(page.getByTestId('choice-accuracy'), /(held-out items|not measured)/, 'continuation choice');
     const rows = await gateRows(page.getByTestId('gate-rows'));
     assert.deepEqual(rows.map((r) => r[0]), GATE_RULES, 'gate rules on the audit page');
     for (const r of rows) assert.equal(r[3], 'pass', `gate row ${r.join(' | ')}`);
@@ -575,7 +592,7 @@ step('8', 'the audit page shows the gate rows, the exposure chart and, to a revi
     // An operator sees the figures but not the evidence.
     const olga = users.olga.page;
     await follow(olga, olga.locator('main h1').getByRole('link', { name: run.id }), `/runs/${run.id}`);
-    await follow(olga, olga.getByRole('link', { name: run.auditId }), `/audits/${run.auditId}`);
+    await follow(olga, olga.getByTestId('audits').getByRole('link', { name: run.auditId }), `/audits/${run.auditId}`);
     await expectCount(olga.getByRole('heading', { name: 'Evidence', exact: true }), 0, 'Evidence headings for olga');
     await expectText(olga.locator('main'), 'shown to reviewers and auditors; you are operator', 'the note olga sees');
   },
@@ -583,6 +600,8 @@ step('8', 'the audit page shows the gate rows, the exposure chart and, to a revi
 
 step('9', 'the admin\'s ledger page says the chain is intact', { needs: ['1'] }, async () => {
   const { page } = users.admin;
+  await follow(page, page.locator('header nav').getByRole('link', { name: 'Studies' }), '/studies');
+  await expectText(page.getByTestId('studies'), 'No studies yet.', 'the studies page of a fresh appliance');
   await follow(page, page.locator('header nav').getByRole('link', { name: 'Ledger' }), '/ledger');
   const verdict = page.getByTestId('ledger-verify');
   await expectText(verdict, /^Ledger intact: \d+ entries/, 'the ledger verdict');
