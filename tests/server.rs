@@ -1164,6 +1164,17 @@ fn run_and_audit_pages_put_what_each_checkpoint_learned_beside_what_it_memorized
         get(&olga, &format!("/api/v1/jobs/{job}")).json()["args"]["step"],
         step
     );
+    // A step the run never kept is refused when queued, naming the steps it has.
+    let r = send(
+        b,
+        "POST",
+        "/api/v1/audits",
+        As::Bearer(&olga),
+        &[],
+        Body::Json(json!({ "run": run, "step": 987_654, "quick": true })),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("has no checkpoint at step 987654"), "{}", r.body);
 
     // The audit page says what the checkpoint learned before what it memorized.
     let report = get(&rita, &format!("/api/v1/audits/{audit}")).json()["report"].clone();
