@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The console half of `make demo`: a run (the autoregressive baseline, which memorizes the demo corpus far
-# more than the diffusion model trained the same way) is audited, gated and its release requested from the
-# command line, then left for the reviewers, and the console is served on 127.0.0.1 for them to read the
+# The console half of `make demo`: a run (the autoregressive baseline, which at equal epochs has learned
+# more of the demo corpus than the diffusion model, and memorized more) is audited, gated and its release
+# requested from the command line, then left for the reviewers, and the console is served on 127.0.0.1 for them to read the
 # evidence (extracted text, regurgitated secrets, canary exposure) and approve or reject.
 #
 #   scripts/demo-console.sh DATA_DIR RUN_ID PORT
@@ -24,8 +24,10 @@ cat <<MSG
      remy   $(pw remy)
      rose   $(pw rose)
    The admin is "admin" with $(pw admin); the operator who trained the run is "olga" with $(pw olga)
-   (she may ask for releases but never approve her own run). Read the audit's evidence: what the model
-   extracted and regurgitated, beside its corpus source, and the planted secrets it repeats. Reject it,
+   (she may ask for releases but never approve her own run). Read what each checkpoint learned beside
+   the audit's evidence: what the model extracted and regurgitated, beside its corpus source, and the
+   planted secrets it repeats; the run page's frontier chart compares its checkpoints with the diffusion
+   run's. Reject it,
    or approve it as three reviewers under the demo policy's waiver, then export and download the bundle.
    Ctrl-C stops the server.
 
