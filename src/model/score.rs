@@ -108,21 +108,7 @@ impl Transformer {
         n_samples: usize,
         seed: u64,
     ) -> Result<ElboScore, ModelError> {
-        self.check_elbo_args("score_elbo_given", rows, mask_id, n_samples)?;
-        if keep.len() != rows.len() {
-            return Err(ModelError::BadOption {
-                name: "keep",
-                value: keep.len() as f64,
-                why: "needs one kept-prefix length per row",
-            });
-        }
-        if let Some(row) = rows.iter().zip(keep).position(|(r, &k)| k >= r.len()) {
-            return Err(ModelError::EmptyRow {
-                row,
-                why: "the kept prefix leaves nothing to score",
-            });
-        }
-        self.elbo_given_seeded(rows, keep, mask_id, n_samples, &vec![seed; rows.len()])
+        self.score_elbo_given_seeded(rows, keep, mask_id, n_samples, &vec![seed; rows.len()])
     }
 
     /// [`Transformer::score_elbo_given`] with a seed of each row's own: rows with different seeds see
