@@ -328,28 +328,32 @@ impl App {
             .context("reading the corpus was interrupted")??;
         let epochs = cfg.epochs_at(audit.checkpoint_step as u64);
         let plan = sealed_plan.plan;
+        // The merge scores what the checkpoint learned, as the single-process audit does, so the merged
+        // report is the one a single process produces.
+        let (model, _, _, _) = self
+            .load_run_model_at(&run.id, Some(audit.checkpoint_step))
+            .await?;
         let merged = blocking_with_progress(progress, move |send| {
             let corpus = docs.corpus(&[], &tokenizer, epochs);
-            shards::merge(&corpus, &plan, parts, scores, &scanner, send)
+            let merged = shards::merge(&corpus, &plan, parts, scores, &scanner, send);
+            let set = super::audit::eval_set(&docs.holdout, &tokenizer, &cfg, cfg.eval_settings(), None);
+            merged.map(|m| (m, set.evaluate(&model)))
         })
         .await?;
-        let (mut report, evidence) = match merged {
+        let ((mut report, evidence), utility) = match merged {
             Ok(r) => r,
             Err(e) => {
                 self.store.audits().fail(&audit.id, &e.to_string()).await?;
                 return Err(anyhow::Error::new(e).context(format!("merging audit {}", audit.id)));
             }
         };
-        // A sharded audit's pieces never hold the whole model and the holdout at once: its utility is
-        // the one the checkpoint recorded when it was saved (the same settings the foreground audit uses).
-        report.utility = self
-            .store
-            .runs()
-            .checkpoints(&run.id)
-            .await?
-            .iter()
-            .find(|c| c.sha256 == audit.checkpoint_sha256)
-            .and_then(super::train::checkpoint_utility);
+        report.utility = match utility {
+            Ok(u) => Some(u),
+            Err(e) => {
+                self.store.audits().fail(&audit.id, &e.to_string()).await?;
+                return Err(anyhow::Error::new(e).context(format!("scoring audit {}'s checkpoint", audit.id)));
+            }
+        };
         let outcome = self.finish_audit(&run, &audit, report, &evidence).await?;
         for f in files {
             let _ = std::fs::remove_file(self.config.data_dir.join(f));
