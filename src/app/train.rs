@@ -425,6 +425,17 @@ impl AuditFigures {
     }
 }
 
+/// The steps a run's history lists (its kept checkpoints and its newest), for errors naming a step it
+/// lacks.
+fn listed_steps(all: &[CheckpointRow]) -> String {
+    let newest = all.last().map(|l| l.step);
+    all.iter()
+        .filter(|c| c.kept || Some(c.step) == newest)
+        .map(|c| c.step.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a checkpoint record says it learned, when it was evaluated.
 pub fn checkpoint_utility(c: &CheckpointRow) -> Option<crate::eval::Utility> {
     c.info
@@ -1032,15 +1043,10 @@ impl App {
         if all.iter().any(|c| c.step == step) {
             return Ok(());
         }
-        let steps: Vec<String> = all
-            .iter()
-            .filter(|c| c.kept || Some(c.step) == all.last().map(|l| l.step))
-            .map(|c| c.step.to_string())
-            .collect();
         Err(super::NotFound(format!(
             "run {} has no checkpoint at step {step}; its checkpoints are at steps {} (`lethe runs show {}`)",
             run.id,
-            steps.join(", "),
+            listed_steps(&all),
             run.id
         ))
         .into())
@@ -1073,11 +1079,6 @@ impl App {
             (Some(c), _) => c.clone(),
             (None, None) => anyhow::bail!("run {id} has no checkpoint yet"),
             (None, Some(s)) => {
-                let kept: Vec<String> = all
-                    .iter()
-                    .filter(|c| c.kept || Some(c.step) == all.last().map(|l| l.step))
-                    .map(|c| c.step.to_string())
-                    .collect();
                 let cfg = App::run_config(&run)?;
                 let why = if s < 0 || s as u64 > cfg.total_steps {
                     format!("the run has {} steps", cfg.total_steps)
@@ -1089,7 +1090,7 @@ impl App {
                 return Err(super::NotFound(format!(
                     "run {id} has no checkpoint at step {s}: {why}; its checkpoints are at steps {} \
                      (`lethe runs show {id}`)",
-                    kept.join(", ")
+                    listed_steps(&all)
                 ))
                 .into());
             }
