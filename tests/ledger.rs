@@ -152,7 +152,7 @@ async fn each_direct_edit_is_named(db: &TestDb) {
             e.actor.clone()
         };
         let n = ledger::Entry::new(prev.as_ref(), e.at_ms, actor, e.action, e.subject, e.details);
-        assert!(store.ledger().insert(&n).await.unwrap());
+        common::insert_ledger_entry(&store, &n).await;
         prev = Some(n);
     }
     let b = ledger::verify_store(&store, &s.public_key_hex())
@@ -246,3 +246,171 @@ fn the_cli_records_events_and_verifies_the_ledger() {
     let pk = ok(lethe(&data, &["keys", "public"]));
     assert_eq!(String::from_utf8_lossy(&pk.stdout).trim().len(), 64);
 }
+
+async fn anchored_appends(store: &Store, s: &Signer, anchors: &ledger::AnchorLog, from: usize, n: usize) {
+    for i in from..from + n {
+        ledger::append_anchored(
+            store,
+            s,
+            Some(anchors),
+            "alice",
+            if i % 10 == 9 {
+                "release.approve"
+            } else {
+                "audit.run"
+            },
+            &format!("run-{i}"),
+            serde_json::json!({ "i": i }),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// A security-critical event (one the appliance checkpoints at once) appended by mallory.
+async fn critical_append(
+    store: &Store,
+    s: &Signer,
+    anchors: &ledger::AnchorLog,
+) -> Result<ledger::Entry, ledger::LedgerError> {
+    ledger::append_anchored(
+        store,
+        s,
+        Some(anchors),
+        "mallory",
+        "release.approve",
+        "run-x",
+        serde_json::json!({}),
+    )
+    .await
+}
+
+/// The security review's finding: deleting the last 70 entries and the checkpoints above them still
+/// gave "ledger intact", and the appliance then signed on. Now the head is anchored outside the
+/// database: the anchor file proves the truncation, and the appliance refuses to sign over it.
+async fn a_truncated_tail_is_caught_by_the_anchor_and_never_signed_over(db: &TestDb) {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = signer(tmp.path());
+    let anchors = ledger::AnchorLog::in_data_dir(tmp.path(), false);
+    let store = db.open().await;
+    anchored_appends(&store, &s, &anchors, 0, 100).await;
+    let pk = s.public_key_hex();
+    let heads = ledger::read_anchor_file(anchors.path()).unwrap();
+    assert!(
+        heads.iter().any(|c| c.seq == 100 && c.root.is_some()),
+        "{heads:?}"
+    );
+    let entries = store.ledger().entries(None).await.unwrap();
+    ledger::check_extends(&entries, &heads, &pk).unwrap();
+
+    // The attack: the newest 70 entries and every checkpoint above the 30 left are deleted.
+    sql(&store, "DELETE FROM ledger_entries WHERE seq > 30").await;
+    sql(&store, "DELETE FROM ledger_checkpoints WHERE seq > 30").await;
+    // The database alone cannot tell (the 30 left are a well-formed, checkpointed ledger)...
+    let alone = ledger::verify_store(&store, &pk).await.unwrap();
+    assert!(alone.is_ok(), "{alone:?}");
+    // ...but the anchored heads can.
+    let entries = store.ledger().entries(None).await.unwrap();
+    let b = ledger::check_extends(&entries, &heads, &pk).unwrap_err();
+    assert_eq!((b.kind, b.seq), (BreakKind::Truncated, 31), "{b}");
+    // The appliance appends nothing it would have to sign over the cut: the next checkpoint (at the
+    // next security-critical event) is refused, and that event with it.
+    let r = critical_append(&store, &s, &anchors).await;
+    match r {
+        Err(ledger::LedgerError::Broken(b)) => assert_eq!(b.kind, BreakKind::Truncated),
+        other => panic!("signed over a truncated ledger: {other:?}"),
+    }
+    assert_eq!(store.ledger().entries(None).await.unwrap().len(), 30);
+    store.close().await;
+}
+on_both_engines!(
+    truncation_against_anchor,
+    super::a_truncated_tail_is_caught_by_the_anchor_and_never_signed_over
+);
+
+/// The review's second attack: delete every checkpoint, edit an entry and re-hash the chain. The
+/// cadence now requires the checkpoints that were deleted, the anchored heads no longer match, and
+/// the appliance refuses to sign the forged head.
+async fn a_rehashed_ledger_without_checkpoints_is_refused(db: &TestDb) {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = signer(tmp.path());
+    let anchors = ledger::AnchorLog::in_data_dir(tmp.path(), false);
+    let store = db.open().await;
+    anchored_appends(&store, &s, &anchors, 0, 40).await;
+    let pk = s.public_key_hex();
+    let entries = store.ledger().entries(None).await.unwrap();
+    sql(&store, "DELETE FROM ledger_checkpoints").await;
+    common::rewrite_ledger(&store, entries, |e| {
+        if e.seq == 10 {
+            e.actor = "mallory".into();
+        }
+    })
+    .await;
+    let b = ledger::verify_store(&store, &pk).await.unwrap().unwrap_err();
+    assert_eq!((b.kind, b.seq), (BreakKind::MissingCheckpoint, 10), "{b}");
+    let heads = ledger::read_anchor_file(anchors.path()).unwrap();
+    let entries = store.ledger().entries(None).await.unwrap();
+    let b = ledger::check_extends(&entries, &heads, &pk).unwrap_err();
+    assert_eq!(b.kind, BreakKind::Edited, "{b}");
+    assert!(b.seq <= 10 && b.through_seq >= 10, "{b}");
+    let r = critical_append(&store, &s, &anchors).await;
+    assert!(matches!(r, Err(ledger::LedgerError::Broken(_))), "{r:?}");
+
+    // One checkpoint row deleted in the middle of an intact ledger: the cadence names it.
+    sql(&store, "DELETE FROM ledger_checkpoints").await;
+    sql(&store, "DELETE FROM ledger_entries").await;
+    anchored_appends(
+        &store,
+        &s,
+        &ledger::AnchorLog::in_data_dir(&tmp.path().join("b"), false),
+        0,
+        40,
+    )
+    .await;
+    ledger::verify_store(&store, &pk).await.unwrap().unwrap();
+    sql(&store, "DELETE FROM ledger_checkpoints WHERE seq = 20").await;
+    let b = ledger::verify_store(&store, &pk).await.unwrap().unwrap_err();
+    assert_eq!((b.kind, b.seq), (BreakKind::MissingCheckpoint, 20), "{b}");
+    store.close().await;
+}
+on_both_engines!(
+    rehash_without_checkpoints,
+    super::a_rehashed_ledger_without_checkpoints_is_refused
+);
+
+/// A witness that kept an old signed head checks a later one with a consistency proof alone, and a
+/// bundle-style inclusion proof shows an entry is in the signed tree.
+async fn witnesses_check_consistency_and_inclusion_without_the_log(db: &TestDb) {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = signer(tmp.path());
+    let store = db.open().await;
+    let anchors = ledger::AnchorLog::in_data_dir(tmp.path(), false);
+    anchored_appends(&store, &s, &anchors, 0, 23).await;
+    let (old, _) = ledger::anchor_head(&store, &s, Some(&anchors)).await.unwrap();
+    assert_eq!(old.seq, 23);
+    anchored_appends(&store, &s, &anchors, 23, 50).await;
+    let (new, entries) = ledger::anchor_head(&store, &s, Some(&anchors)).await.unwrap();
+    assert_eq!(new.seq, 73);
+    let pk = s.public_key_hex();
+    let st = ledger::Consistency::prove(&entries, &old, &new).unwrap();
+    st.verify(&pk).unwrap();
+    // Another key, or a head of a rewritten history, fails.
+    let other = signer(&tmp.path().join("o").tap_mkdir());
+    assert!(st.verify(&other.public_key_hex()).is_err());
+    let mut forged = st.clone();
+    forged.proof[0] = "00".repeat(32);
+    assert!(forged.verify(&pk).is_err());
+    for seq in [1, 9, 23, 73] {
+        let p = ledger::EntryProof::of(&entries, seq).unwrap();
+        p.verify(&new).unwrap();
+        let mut edited = p.clone();
+        edited.entry.actor = "mallory".into();
+        edited.entry.hash = edited.entry.compute_hash();
+        assert!(edited.verify(&new).is_err());
+    }
+    store.close().await;
+}
+on_both_engines!(
+    witness_proofs,
+    super::witnesses_check_consistency_and_inclusion_without_the_log
+);

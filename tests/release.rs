@@ -312,6 +312,115 @@ fn two_distinct_reviewers_release_a_run_and_its_bundle_verifies_with_only_the_pu
         assert!(actions.contains(&a), "no {a} in {actions:?}");
     }
     ok(lethe(&data, &["ledger", "verify"]));
+    the_bundle_anchors_the_ledger(tmp.path(), &data, &bundle, pk);
+}
+
+/// The bundle carries a signed ledger head and the approvals' inclusion proofs: the ledger verifies
+/// against it and a witness checks a later head from it; a copy of the data directory whose ledger was
+/// cut short or rewritten (with the database's password, not the signing key) fails, whether the
+/// anchor file is still there or was removed too.
+fn the_bundle_anchors_the_ledger(tmp: &Path, data: &Path, bundle: &Path, pk: &str) {
+    let b = bundle.to_str().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    let head = manifest["extra"]["ledger"]["checkpoint"]["seq"].as_i64().unwrap();
+    assert_eq!(
+        manifest["extra"]["ledger"]["approvals"].as_array().unwrap().len(),
+        2
+    );
+    let out = ok(lethe(data, &["ledger", "verify", "--against", b]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("extends 1 signed heads"),
+        "{out:?}"
+    );
+    // A witness that kept the bundle checks the head now against it, offline.
+    let st = ok(lethe(data, &["ledger", "prove", "--from", b]));
+    let st_file = tmp.join("statement.json");
+    std::fs::write(&st_file, &st.stdout).unwrap();
+    let nowhere = tmp.join("nowhere");
+    ok(lethe(
+        &nowhere,
+        &["ledger", "witness", st_file.to_str().unwrap(), "--public-key", pk],
+    ));
+    let mut forged: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    forged["new"]["root"] = serde_json::json!("00".repeat(32));
+    std::fs::write(&st_file, serde_json::to_vec(&forged).unwrap()).unwrap();
+    fails_with(
+        &lethe(
+            &nowhere,
+            &["ledger", "witness", st_file.to_str().unwrap(), "--public-key", pk],
+        ),
+        "witness check failed",
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tamper = |name: &str, statements: Vec<String>| -> PathBuf {
+        let copy = tmp.join(name);
+        copy_tree(data, &copy);
+        rt.block_on(async {
+            let url = lethe::store::sqlite_url(&copy.join("lethe.db"));
+            let store = lethe::store::Store::open(&url).await.unwrap();
+            for q in statements {
+                sqlx::query(&q).execute(store.pool()).await.unwrap();
+            }
+            store.close().await;
+        });
+        copy
+    };
+    // Cut short: the entries from a little before the bundle's head on, and the checkpoints over them.
+    let cut = tamper(
+        "cut",
+        vec![
+            format!("DELETE FROM ledger_entries WHERE seq >= {}", head - 2),
+            format!("DELETE FROM ledger_checkpoints WHERE seq >= {}", head - 2),
+        ],
+    );
+    fails_with(&lethe(&cut, &["ledger", "verify"]), "(truncated)");
+    std::fs::remove_file(cut.join("ledger/anchors.jsonl")).unwrap();
+    fails_with(&lethe(&cut, &["ledger", "verify", "--against", b]), "(truncated)");
+
+    // Rewritten: an approval's actor changed, every hash after it recomputed, every checkpoint deleted.
+    let rewritten = tmp.join("rewritten");
+    copy_tree(data, &rewritten);
+    rt.block_on(async {
+        let url = lethe::store::sqlite_url(&rewritten.join("lethe.db"));
+        let store = lethe::store::Store::open(&url).await.unwrap();
+        let entries = store.ledger().entries(None).await.unwrap();
+        sqlx::query("DELETE FROM ledger_checkpoints")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        common::rewrite_ledger(&store, entries, |e| {
+            if e.action == "release.approve" {
+                e.actor = "mallory".into();
+            }
+        })
+        .await;
+        store.close().await;
+    });
+    fails_with(
+        &lethe(&rewritten, &["ledger", "verify"]),
+        "ledger verification failed",
+    );
+    std::fs::remove_file(rewritten.join("ledger/anchors.jsonl")).unwrap();
+    fails_with(
+        &lethe(&rewritten, &["ledger", "verify", "--against", b]),
+        "ledger verification failed",
+    );
+    // The appliance signs nothing more over the rewritten history: a security-critical event fails.
+    fails_with(&lethe(&rewritten, &["keys", "rotate"]), "refusing to sign");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else if t.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -19,6 +19,17 @@ pub struct ConfigFile {
     pub database: DatabaseSection,
     #[serde(default)]
     pub keys: KeysSection,
+    #[serde(default)]
+    pub ledger: LedgerSection,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// Also send every signed ledger head to the host's syslog (journald), for a remote collector. The
+    /// heads always go to `ledger/anchors.jsonl` in the data directory.
+    #[serde(default)]
+    pub syslog: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -46,6 +57,8 @@ pub struct Config {
     pub database_url: String,
     pub master_key_file: PathBuf,
     pub signing_key_file: PathBuf,
+    /// Send signed ledger heads to syslog too (`[ledger] syslog`).
+    pub ledger_syslog: bool,
 }
 
 impl Config {
@@ -80,6 +93,7 @@ impl Config {
             database_url,
             master_key_file: in_dir(file.keys.master_key, "keys/master.key"),
             signing_key_file: in_dir(file.keys.signing_key, "keys/signing.key"),
+            ledger_syslog: file.ledger.syslog,
         })
     }
 }
@@ -102,7 +116,10 @@ pub fn initial_config_text(database_url: Option<&str>) -> String {
          \n\
          [keys]\n\
          # master_key = \"keys/master.key\"    # or set LETHE_MASTER_KEY to the key ring document\n\
-         # signing_key = \"keys/signing.key\"  # wrapped by the master key\n"
+         # signing_key = \"keys/signing.key\"  # wrapped by the master key\n\
+         \n\
+         [ledger]\n\
+         # syslog = false   # also send each signed ledger head to syslog / journald (always: ledger/anchors.jsonl)\n"
     )
 }
 

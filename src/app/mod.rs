@@ -11,6 +11,7 @@ pub mod eval;
 pub mod gate;
 pub mod init;
 pub mod keys;
+pub mod ledger;
 pub mod release;
 pub mod study;
 pub mod train;
@@ -79,9 +80,17 @@ impl App {
     ) -> anyhow::Result<()> {
         let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys())
             .context("cannot unlock the signing key to append to the ledger")?;
-        crate::ledger::append(&self.store, &signer, actor, action, subject, details)
-            .await
-            .with_context(|| format!("cannot record {action} of {subject} in the ledger"))?;
+        crate::ledger::append_anchored(
+            &self.store,
+            &signer,
+            Some(&self.anchors()),
+            actor,
+            action,
+            subject,
+            details,
+        )
+        .await
+        .with_context(|| format!("cannot record {action} of {subject} in the ledger"))?;
         Ok(())
     }
 }
@@ -92,6 +101,11 @@ impl App {
         let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys())
             .context("cannot unlock the signing key")?;
         Ok(signer.public_key_hex())
+    }
+
+    /// Where the ledger's signed heads are kept outside the database.
+    pub fn anchors(&self) -> crate::ledger::AnchorLog {
+        crate::ledger::AnchorLog::in_data_dir(&self.config.data_dir, self.config.ledger_syslog)
     }
 
     /// Walks the ledger's chain and signed checkpoints: the report, or the first break.

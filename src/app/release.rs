@@ -431,6 +431,9 @@ impl App {
             .filter(|r| r.decision == "approve")
             .map(|r| serde_json::json!({ "user": r.username, "role": r.role, "comment": r.comment, "at": crate::ledger::format_time(r.created_at) }))
             .collect();
+        // A signed head of the ledger and the approvals' entries with their inclusion proofs: the bundle
+        // proves its approvals are in a log that `lethe ledger verify --against BUNDLE` checks later.
+        let ledger_part = self.bundle_ledger(&rel.id).await?;
         let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys())?;
         let files: Vec<(&'static str, Vec<u8>)> = vec![
             ("model.safetensors", weights),
@@ -451,6 +454,7 @@ impl App {
                 "release": rel.id, "gate": rel.gate_id, "waiver": rel.waiver,
                 "checkpoint_step": ckpt.step, "weights_sha256": ckpt.weights_sha256,
                 "epochs": ckpt.epochs(),
+                "ledger": ledger_part,
             }),
         };
         let out_dir = out.to_path_buf();
@@ -577,6 +581,23 @@ fn model_card(
 }
 
 /// Verifies an exported bundle with only the public key.
+/// Verifies an exported bundle with only the public key: the manifest's signature, every file's
+/// hash, and (for bundles that carry one) the ledger head and each approval's inclusion proof under it.
 pub fn verify_bundle(dir: &Path, public_key_hex: &str) -> anyhow::Result<bundle::VerifiedBundle> {
-    Ok(bundle::verify_bundle(dir, public_key_hex)?)
+    let v = bundle::verify_bundle(dir, public_key_hex)?;
+    if let Some(l) = super::ledger::BundleLedger::of_manifest(&v.manifest.extra)? {
+        l.verify(public_key_hex)
+            .with_context(|| format!("{}: the bundle's ledger proof fails", dir.display()))?;
+        // Every approval the manifest names is an approval entry proven to be in the ledger.
+        for a in &v.manifest.approvals {
+            let user = a.get("user").and_then(|u| u.as_str()).unwrap_or_default();
+            if !l.approvals.iter().any(|p| p.entry.actor == user) {
+                anyhow::bail!(
+                    "{}: the manifest names approver {user:?} but the bundle's ledger proof holds no approval by them",
+                    dir.display()
+                );
+            }
+        }
+    }
+    Ok(v)
 }

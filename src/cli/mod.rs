@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
@@ -288,9 +289,30 @@ pub enum ReleaseCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
-    /// Walk the chain and its signed checkpoints; report the first entry edited, deleted, inserted or
-    /// reordered.
-    Verify,
+    /// Walk the chain, its signed checkpoints and their Merkle tree roots, require the checkpoint
+    /// cadence, and prove the ledger extends every head anchored outside the database (the data
+    /// directory's `ledger/anchors.jsonl`, and each --against); report the first break.
+    Verify {
+        /// A file of signed heads (an anchor file copied off the host, a syslog extract of JSON lines,
+        /// one checkpoint) or a release bundle directory; repeatable.
+        #[arg(long, value_name = "FILE|BUNDLE")]
+        against: Vec<PathBuf>,
+    },
+    /// A signed head now and the RFC 9162 consistency proof from the newest head in FILE|BUNDLE to it,
+    /// as JSON: a witness holding the old head checks it with `lethe ledger witness`, without the log.
+    Prove {
+        #[arg(long, value_name = "FILE|BUNDLE")]
+        from: PathBuf,
+    },
+    /// Check a consistency statement from `lethe ledger prove` offline: both heads signed by the
+    /// appliance key, the new tree extending the old one. Needs no data directory.
+    Witness {
+        /// The statement (JSON) `lethe ledger prove` wrote.
+        statement: PathBuf,
+        /// The appliance's public key (hex, `lethe keys public`); default: this data directory's.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
     /// Entries, oldest first.
     Show {
         /// Only entries at or after this time: RFC 3339 (`2026-11-28T10:00:00Z`), a date, or an age
@@ -704,24 +726,84 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Users(cmd) => users(&cli, &globals, cmd).await,
         Command::Release(cmd) => release_cmd(&cli, &globals, cmd).await,
-        Command::Ledger(LedgerCommand::Verify) => {
+        Command::Ledger(LedgerCommand::Verify { against }) => {
             let app = App::open(&globals).await?;
-            let signer = crate::vault::signing::Signer::load(&app.config.signing_key_file, &app.keys())?;
-            match crate::ledger::verify_store(&app.store, &signer.public_key_hex()).await? {
-                Ok(r) => emit(cli.json, &r, || {
-                    format!(
-                        "ledger intact: {} entries, head {} ({}), {} signed checkpoints verified (last at {}); {} \
-                         entries after the last checkpoint\n",
+            match app.ledger_check(against).await? {
+                Ok(c) => emit(cli.json, &c, || {
+                    let r = &c.report;
+                    let mut out = format!(
+                        "ledger intact: {} entries, head {} ({}), tree root {}, {} signed checkpoints verified \
+                         ({} with tree roots; last at {}, cadence {}); {} entries after the last checkpoint\n",
                         r.entries,
                         r.head_seq,
                         &r.head_hash.get(..16).unwrap_or(""),
+                        &r.merkle_root.get(..16).unwrap_or(""),
                         r.checkpoints_verified,
+                        r.roots_verified,
                         r.last_checkpoint_seq.map_or("none".into(), |s| s.to_string()),
+                        crate::ledger::DEFAULT_CHECKPOINT_EVERY,
                         r.unprotected_tail
-                    )
+                    );
+                    if c.anchored.is_empty() {
+                        out.push_str("no head anchored outside the database yet\n");
+                    }
+                    for a in &c.anchored {
+                        out.push_str(&format!(
+                            "extends {} signed heads in {} (newest: seq {}, {}); {} entries since\n",
+                            a.report.anchors,
+                            a.source,
+                            a.report.newest_seq,
+                            crate::ledger::format_time(a.report.newest_at_ms),
+                            a.report.entries_since
+                        ));
+                    }
+                    out
                 }),
                 Err(b) => anyhow::bail!("ledger verification failed: {b}"),
             }
+        }
+        Command::Ledger(LedgerCommand::Prove { from }) => {
+            let app = App::open(&globals).await?;
+            let c = app.ledger_prove(from).await?;
+            // The statement is JSON either way: it is meant to be handed to a witness.
+            let text = serde_json::to_string_pretty(&c).context("cannot encode the statement")?;
+            println!("{text}");
+            Ok(())
+        }
+        Command::Ledger(LedgerCommand::Witness {
+            statement,
+            public_key,
+        }) => {
+            let text = std::fs::read_to_string(statement)
+                .with_context(|| format!("cannot read {}", statement.display()))?;
+            let c: crate::ledger::Consistency = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a statement from `lethe ledger prove`",
+                    statement.display()
+                )
+            })?;
+            let pk = match public_key {
+                Some(k) => k.clone(),
+                None => App::open(&globals)
+                    .await
+                    .map_err(|e| e.context("no --public-key given and no data directory to read it from"))?
+                    .signing_public_key()?,
+            };
+            c.verify(&pk)
+                .map_err(|e| anyhow::anyhow!("witness check failed: {e}"))?;
+            let out = serde_json::json!({
+                "old_seq": c.old.seq, "old_root": c.old.root, "new_seq": c.new.seq, "new_root": c.new.root,
+                "consistent": true,
+            });
+            emit(cli.json, &out, || {
+                format!(
+                    "consistent: the head at seq {} (signed {}) extends the head at seq {} (signed {})\n",
+                    c.new.seq,
+                    crate::ledger::format_time(c.new.at_ms),
+                    c.old.seq,
+                    crate::ledger::format_time(c.old.at_ms)
+                )
+            })
         }
         Command::Ledger(LedgerCommand::Show { since }) => {
             let since = since

@@ -66,10 +66,10 @@
 //! - anything after the last surviving checkpoint that is consistently re-hashed, including appended
 //!   forged entries and deletion of the newest entries (a well-formed forged append is also sealed by the
 //!   appliance's next checkpoint — entries carry no signature of their own);
-//! - deletion of checkpoint rows: protection falls back to the checkpoints that remain. The caller should
-//!   compare [`VerifyReport::last_checkpoint_seq`] with a head recorded elsewhere (the checkpoint a release
-//!   manifest carries, an auditor's earlier `verify`), and [`VerifyReport::unprotected_tail`] with the
-//!   checkpoint interval (a tail longer than the interval means a checkpoint is missing or overdue);
+//! - deletion of checkpoint rows, by [`verify`] alone: protection falls back to the checkpoints that
+//!   remain. [`verify_with`] and a cadence catch a deleted checkpoint that the cadence requires
+//!   ([`BreakKind::MissingCheckpoint`]); a deleted tail with its checkpoints is caught only against a
+//!   head kept outside the database ([`super::anchor::check_extends`]: the anchor file, a bundle);
 //! - replaying an old checkpoint: harmless, it is genuine for its seq;
 //! - wrong content recorded by a compromised appliance, or anything done with the signing key;
 //! - timestamps: `at_ms` is hashed but not required to be monotonic (clocks step).
@@ -118,10 +118,11 @@
 //!
 //! # For the store
 //!
-//! `seq BIGINT PRIMARY KEY`; append in one transaction that reads the head and inserts
-//! [`Entry::new`]`(Some(&head), …)` (the primary key turns a concurrent append into a retry); no UPDATE or
-//! DELETE path; read everything `ORDER BY seq`, checkpoints first or both in one snapshot (a checkpoint
-//! signed between reading the entries and reading the checkpoints would look like truncation). Store
+//! `seq BIGINT PRIMARY KEY`; append in one transaction that reads the head, inserts
+//! [`Entry::new`]`(Some(&head), …)` and the checkpoint the cadence requires (the primary key turns a
+//! concurrent append into a retry); no UPDATE or DELETE path; read everything `ORDER BY seq`, entries
+//! and checkpoints in one snapshot (a checkpoint signed between the two reads would look like truncation,
+//! an entry appended between them like a missing checkpoint). Store
 //! `details` as [`Entry::details_json`]. Sign a checkpoint only over a chain that passes [`verify`], so
 //! that a clumsy tampering is reported rather than sealed. [`verify`] hashes every entry (about a
 //! microsecond each) and, once, on finding an anomaly, up to twice the ledger's length more.
@@ -144,8 +145,12 @@ pub const ENTRY_TAG: &str = "lethe/ledger/entry";
 pub const ENTRY_VERSION: u32 = 1;
 /// Domain-separation tag that starts every checkpoint message.
 pub const CHECKPOINT_TAG: &str = "lethe/ledger/checkpoint";
-/// Version of the checkpoint message.
+/// Version of the checkpoint message that signs a seq and its entry's hash (checkpoints signed before
+/// the ledger became a Merkle tree).
 pub const CHECKPOINT_VERSION: u32 = 1;
+/// Version of the checkpoint message that also signs the Merkle tree root of the entries up to the seq
+/// ([`super::merkle`]): what the appliance signs now.
+pub const CHECKPOINT_VERSION_TREE: u32 = 2;
 /// Default checkpoint interval, in entries, for [`due`].
 pub const DEFAULT_CHECKPOINT_EVERY: i64 = 16;
 /// Actor of events the appliance records on its own behalf (jobs use `job:<id>`, people their user name).
@@ -381,6 +386,10 @@ pub struct Checkpoint {
     pub head_hash: String,
     /// When the checkpoint was signed, ms since the Unix epoch.
     pub at_ms: i64,
+    /// The RFC 9162 Merkle tree root (lowercase hex) of entries `1..=seq`, one leaf per entry hash
+    /// ([`super::merkle::entry_leaf`]). Absent in checkpoints signed before the tree (version 1 messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
     /// Hex of the Ed25519 public key that signed it (identifies the key).
     pub public_key: String,
     /// Hex of the Ed25519 signature over [`checkpoint_message`].
@@ -405,6 +414,9 @@ pub enum CheckpointError {
     /// The head hash is not 64 lowercase hex digits.
     #[error("head hash {0:?} is not 64 lowercase hex digits")]
     MalformedHeadHash(String),
+    /// The tree root is not 64 lowercase hex digits.
+    #[error("tree root {0:?} is not 64 lowercase hex digits")]
+    MalformedRoot(String),
     /// The signature is not hex.
     #[error("its signature is not hex")]
     MalformedSignature,
@@ -424,8 +436,43 @@ pub fn checkpoint_message(seq: i64, head_hash: &str, at_ms: i64) -> Vec<u8> {
     out
 }
 
+/// The bytes a checkpoint with a tree root signs: `lp(CHECKPOINT_TAG)`, [`CHECKPOINT_VERSION_TREE`]
+/// (u32 BE), `seq` (i64 BE), `lp(head_hash)`, `lp(root)`, `at_ms` (i64 BE).
+pub fn checkpoint_message_tree(seq: i64, head_hash: &str, root: &str, at_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(200);
+    put_bytes(&mut out, CHECKPOINT_TAG.as_bytes());
+    out.extend_from_slice(&CHECKPOINT_VERSION_TREE.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    put_bytes(&mut out, head_hash.as_bytes());
+    put_bytes(&mut out, root.as_bytes());
+    out.extend_from_slice(&at_ms.to_be_bytes());
+    out
+}
+
 impl Checkpoint {
-    /// Signs the head `entry` at `at_ms`. `signer` returns the Ed25519 signature of the message it is
+    /// Signs the head `entry` and `root`, the Merkle tree root of entries `1..=entry.seq`, at `at_ms`:
+    /// the checkpoint the appliance makes.
+    pub fn sign_tree(
+        entry: &Entry,
+        root: &super::merkle::Hash,
+        at_ms: i64,
+        signer: &dyn Fn(&[u8]) -> Vec<u8>,
+        public_key_hex: &str,
+    ) -> Checkpoint {
+        let root = super::merkle::to_hex(root);
+        let message = checkpoint_message_tree(entry.seq, &entry.hash, &root, at_ms);
+        Checkpoint {
+            seq: entry.seq,
+            head_hash: entry.hash.clone(),
+            at_ms,
+            root: Some(root),
+            public_key: public_key_hex.to_ascii_lowercase(),
+            signature: hex::encode(signer(&message)),
+        }
+    }
+
+    /// Signs the head `entry` at `at_ms` without a tree root (a version 1 checkpoint, as signed before
+    /// the tree). `signer` returns the Ed25519 signature of the message it is
     /// given (the vault's `Signer::sign`); `public_key_hex` is the matching public key.
     pub fn sign(
         entry: &Entry,
@@ -438,14 +485,24 @@ impl Checkpoint {
             seq: entry.seq,
             head_hash: entry.hash.clone(),
             at_ms,
+            root: None,
             public_key: public_key_hex.to_ascii_lowercase(),
             signature: hex::encode(signer(&message)),
         }
     }
 
-    /// This checkpoint's [`checkpoint_message`].
+    /// This checkpoint's message: [`checkpoint_message_tree`] when it has a root, else
+    /// [`checkpoint_message`].
     pub fn message(&self) -> Vec<u8> {
-        checkpoint_message(self.seq, &self.head_hash, self.at_ms)
+        match &self.root {
+            Some(root) => checkpoint_message_tree(self.seq, &self.head_hash, root, self.at_ms),
+            None => checkpoint_message(self.seq, &self.head_hash, self.at_ms),
+        }
+    }
+
+    /// The tree root, decoded (`None` for a version 1 checkpoint or a malformed root).
+    pub fn root_hash(&self) -> Option<super::merkle::Hash> {
+        self.root.as_deref().and_then(super::merkle::from_hex)
     }
 
     /// Checks that the checkpoint names the trusted key, is well formed, and that its signature verifies
@@ -464,6 +521,11 @@ impl Checkpoint {
         }
         if !is_hash_hex(&self.head_hash) {
             return Err(CheckpointError::MalformedHeadHash(self.head_hash.clone()));
+        }
+        if let Some(root) = &self.root {
+            if !is_hash_hex(root) {
+                return Err(CheckpointError::MalformedRoot(root.clone()));
+            }
         }
         let signature = hex::decode(&self.signature).map_err(|_| CheckpointError::MalformedSignature)?;
         UnparsedPublicKey::new(&ED25519, &trusted)
@@ -517,6 +579,9 @@ pub enum BreakKind {
     BadCheckpoint,
     /// A checkpoint covers a seq beyond the head: the newest entries were deleted.
     Truncated,
+    /// An entry that the checkpoint cadence requires a checkpoint at has none (a checkpoint row was
+    /// deleted, or entries were appended around the appliance).
+    MissingCheckpoint,
 }
 
 impl BreakKind {
@@ -529,6 +594,7 @@ impl BreakKind {
             BreakKind::Reordered => "reordered",
             BreakKind::BadCheckpoint => "bad_checkpoint",
             BreakKind::Truncated => "truncated",
+            BreakKind::MissingCheckpoint => "missing_checkpoint",
         }
     }
 }
@@ -579,6 +645,71 @@ pub struct VerifyReport {
     pub last_checkpoint_seq: Option<i64>,
     /// Entries after the newest checkpoint: protected by their hashes only (see the module doc).
     pub unprotected_tail: usize,
+    /// The RFC 9162 Merkle tree root of all the entries (lowercase hex): what a witness compares.
+    pub merkle_root: String,
+    /// Checkpoints whose signed tree root was checked against the entries (version 2).
+    pub roots_verified: usize,
+    /// The checkpoint cadence enforced ([`verify_with`]), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cadence: Option<i64>,
+}
+
+/// Verifies like [`verify`] and, when `cadence` is `Some(every)`, also requires a checkpoint at every
+/// entry where the appliance signs one: where [`due`]`(last checkpoint, seq, every)` or
+/// [`is_security_critical`] holds. The appliance appends an entry and its checkpoint in one transaction,
+/// so on an untampered ledger the rule holds exactly; a missing one is [`BreakKind::MissingCheckpoint`].
+/// Checkpoints with a tree root are checked against the Merkle tree of the entries in either case.
+pub fn verify_with(
+    entries: &[Entry],
+    checkpoints: &[Checkpoint],
+    trusted_public_key_hex: &str,
+    cadence: Option<i64>,
+) -> Result<VerifyReport, LedgerBreak> {
+    let local = first_chain_break(entries);
+    let limit = local.as_ref().map_or(i64::MAX, |b| b.seq);
+    let missing = cadence.and_then(|every| first_missing_checkpoint(entries, checkpoints, every, limit));
+    // The first problem in seq order: a missing checkpoint below the first local anomaly comes first.
+    let first = match (missing, local) {
+        (Some(m), _) => Some(m),
+        (None, l) => l,
+    };
+    let mut report = verify_checkpoints(entries, checkpoints, trusted_public_key_hex, first)?;
+    report.cadence = cadence;
+    Ok(report)
+}
+
+/// The first entry below `limit` that the cadence requires a checkpoint at and that has none.
+fn first_missing_checkpoint(
+    entries: &[Entry],
+    checkpoints: &[Checkpoint],
+    every: i64,
+    limit: i64,
+) -> Option<LedgerBreak> {
+    let signed: std::collections::HashSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
+    let mut last = 0i64;
+    for e in entries.iter().take_while(|e| e.seq < limit) {
+        let has = signed.contains(&e.seq);
+        if !has && (due(last, e.seq, every) || is_security_critical(&e.action)) {
+            let why = if is_security_critical(&e.action) {
+                format!("{} is checkpointed as soon as it is appended", e.action)
+            } else {
+                format!("a checkpoint is due every {every} entries and the last is at seq {last}")
+            };
+            return Some(brk(
+                e.seq,
+                e.seq,
+                BreakKind::MissingCheckpoint,
+                format!(
+                    "entry {} has no signed checkpoint, but {why}: a checkpoint row was deleted or the                      entry was written around the appliance",
+                    e.seq
+                ),
+            ));
+        }
+        if has {
+            last = e.seq;
+        }
+    }
+    None
 }
 
 /// Verifies `entries` (in the order the database returns them, `ORDER BY seq`) and `checkpoints` (any
@@ -588,10 +719,29 @@ pub fn verify(
     checkpoints: &[Checkpoint],
     trusted_public_key_hex: &str,
 ) -> Result<VerifyReport, LedgerBreak> {
-    let local = first_chain_break(entries);
+    verify_with(entries, checkpoints, trusted_public_key_hex, None)
+}
+
+/// The walk over the checkpoints below the first problem found in the entries (`local`).
+fn verify_checkpoints(
+    entries: &[Entry],
+    checkpoints: &[Checkpoint],
+    trusted_public_key_hex: &str,
+    local: Option<LedgerBreak>,
+) -> Result<VerifyReport, LedgerBreak> {
     // Checkpoints at or beyond the first local anomaly are not consulted: the local evidence is more
     // precise, and ties go to the entry.
     let limit = local.as_ref().map_or(i64::MAX, |b| b.seq);
+    // The tree roots at every size a checkpoint signs one for, in one pass over the entries (which are
+    // in place below `limit`).
+    let mut sizes: Vec<i64> = checkpoints
+        .iter()
+        .filter(|c| c.root.is_some() && c.seq < limit)
+        .map(|c| c.seq)
+        .collect();
+    sizes.push(entries.last().map_or(0, |e| e.seq));
+    let roots = roots_at(entries, &sizes);
+    let mut roots_verified = 0usize;
 
     let mut sorted: Vec<&Checkpoint> = checkpoints.iter().collect();
     sorted.sort_by_key(|c| c.seq);
@@ -640,7 +790,12 @@ pub fn verify(
                 ),
             ));
         };
-        if entry.hash != cp.head_hash {
+        let root_differs = match (&cp.root, roots.get(&cp.seq)) {
+            (Some(signed), Some(Some(actual))) => signed != &super::merkle::to_hex(actual),
+            (Some(_), _) => true,
+            (None, _) => false,
+        };
+        if entry.hash != cp.head_hash || root_differs {
             let from = last_matching + 1;
             return Err(brk(
                 from,
@@ -656,6 +811,7 @@ pub fn verify(
         }
         last_matching = cp.seq;
         verified += 1;
+        roots_verified += usize::from(cp.root.is_some());
     }
     if let Some(b) = local {
         return Err(b);
@@ -670,7 +826,58 @@ pub fn verify(
         checkpoints_verified: verified,
         last_checkpoint_seq: (verified > 0).then_some(last_matching),
         unprotected_tail: usize::try_from(head_seq - last_matching).unwrap_or(0),
+        merkle_root: roots.get(&head_seq).copied().flatten().map_or_else(
+            || super::merkle::to_hex(&super::merkle::empty_root()),
+            |r| super::merkle::to_hex(&r),
+        ),
+        roots_verified,
+        cadence: None,
     })
+}
+
+/// The Merkle tree roots of entries `1..=n` for each `n` in `sizes` (entries in place, seq = position
+/// + 1); `None` for a size whose entries are not all present or whose hashes are not hex.
+pub fn roots_at(entries: &[Entry], sizes: &[i64]) -> HashMap<i64, Option<super::merkle::Hash>> {
+    let mut wanted: Vec<i64> = sizes.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut out = HashMap::new();
+    let mut frontier = super::merkle::Frontier::new();
+    let mut broken = false;
+    let mut next = wanted.iter().peekable();
+    while next.peek().is_some_and(|&&n| n <= 0) {
+        if let Some(&n) = next.next() {
+            out.insert(n, (n == 0).then(super::merkle::empty_root));
+        }
+    }
+    for (pos, e) in entries.iter().enumerate() {
+        if next.peek().is_none() {
+            break;
+        }
+        match super::merkle::entry_leaf(&e.hash) {
+            Some(leaf) if !broken && e.seq == pos as i64 + 1 => frontier.push(leaf),
+            _ => broken = true,
+        }
+        while let Some(&&n) = next.peek() {
+            if n != pos as i64 + 1 {
+                break;
+            }
+            out.insert(n, (!broken).then(|| frontier.root()));
+            next.next();
+        }
+    }
+    for n in next {
+        out.insert(*n, None);
+    }
+    out
+}
+
+/// The leaf hashes of `entries` (in place), for proofs; `None` when an entry's hash is not hex.
+pub fn leaves(entries: &[Entry]) -> Option<Vec<super::merkle::Hash>> {
+    entries
+        .iter()
+        .map(|e| super::merkle::entry_leaf(&e.hash))
+        .collect()
 }
 
 fn brk(seq: i64, through_seq: i64, kind: BreakKind, detail: String) -> LedgerBreak {
@@ -1867,6 +2074,7 @@ mod tests {
             seq: 3,
             head_hash: v[2].hash.clone(),
             at_ms: 0,
+            root: None,
             public_key: trusted(),
             signature: "00".repeat(64),
         });

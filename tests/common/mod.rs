@@ -221,3 +221,41 @@ pub const AUDITABLE: &[&str] = &[
     "--canary-repeats",
     "1,8",
 ];
+
+/// An entry written straight into the table, as someone with the database's password would.
+pub async fn insert_ledger_entry(store: &Store, e: &lethe::ledger::Entry) {
+    sqlx::query(
+        "INSERT INTO ledger_entries (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(e.seq)
+    .bind(e.at_ms)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.subject)
+    .bind(e.details_json())
+    .bind(&e.prev_hash)
+    .bind(&e.hash)
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+/// Rewrites the whole ledger from the entries given, each re-hashed and re-linked (`edit` changes one).
+pub async fn rewrite_ledger(
+    store: &Store,
+    entries: Vec<lethe::ledger::Entry>,
+    edit: impl Fn(&mut lethe::ledger::Entry),
+) {
+    sqlx::query("DELETE FROM ledger_entries")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let mut prev: Option<lethe::ledger::Entry> = None;
+    for mut e in entries {
+        edit(&mut e);
+        let n = lethe::ledger::Entry::new(prev.as_ref(), e.at_ms, e.actor, e.action, e.subject, e.details);
+        insert_ledger_entry(store, &n).await;
+        prev = Some(n);
+    }
+}
