@@ -188,3 +188,53 @@ fn help_lists_only_commands_that_exist() {
     assert!(!o.status.success());
     assert!(!stderr(&o).contains("panicked"));
 }
+
+/// The security review's low finding 8: with no enabled admin left, only SQL could bring one back. The
+/// host's operator has `lethe users recover NAME`, which refuses while an enabled admin exists.
+#[test]
+fn the_host_operator_recovers_an_admin_only_when_none_is_left() {
+    let (_tmp, data, _pw) = common::release::with_users(&[("rita", "reviewer")]);
+    fails_with(
+        &lethe(&data, &["users", "recover", "rita"]),
+        "enabled admin(s) remain (admin)",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = lethe::store::sqlite_url(&data.join("lethe.db"));
+        let store = lethe::store::Store::open(&url).await.unwrap();
+        sqlx::query("UPDATE users SET disabled = 1 WHERE role = 'admin'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    fails_with(
+        &lethe(&data, &["users", "recover", "bad name"]),
+        "must be 1 to 64",
+    );
+    let out = common::ok(lethe(&data, &["--json", "users", "recover", "admin"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let otp = v["one_time_password"].as_str().unwrap();
+    assert!(otp.len() >= 20, "{otp}");
+    let list: serde_json::Value =
+        serde_json::from_slice(&common::ok(lethe(&data, &["--json", "users", "list"])).stdout).unwrap();
+    let admin = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "admin")
+        .unwrap();
+    assert_eq!(
+        (
+            admin["disabled"].as_bool(),
+            admin["must_change_password"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
+    let shown = String::from_utf8(common::ok(lethe(&data, &["ledger", "show"])).stdout).unwrap();
+    assert!(shown.contains("user.recover"), "{shown}");
+    fails_with(
+        &lethe(&data, &["users", "recover", "rita"]),
+        "enabled admin(s) remain",
+    );
+}

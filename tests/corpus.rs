@@ -574,4 +574,33 @@ fn rm_destroys_the_key_and_the_files() {
     fails_with(&lethe(&f.data, &["corpus", "rm", "kb"]), "no corpus named \"kb\"");
     // The name is free again.
     ingest(&f, "kb", &[]);
+
+    // The security review's medium finding 5: a database edit made `corpus rm` delete any directory.
+    // A row that names a directory outside the data directory is refused and nothing is lost.
+    let victim = f.data.parent().unwrap().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("keep.txt"), "precious").unwrap();
+    for edited in [
+        victim.to_str().unwrap().to_string(),
+        "corpora/../../victim".to_string(),
+    ] {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let url = lethe::store::sqlite_url(&f.data.join("lethe.db"));
+            let store = lethe::store::Store::open(&url).await.unwrap();
+            sqlx::query("UPDATE corpora SET directory = $1 WHERE name = 'kb'")
+                .bind(&edited)
+                .execute(store.pool())
+                .await
+                .unwrap();
+            store.close().await;
+        });
+        fails_with(
+            &lethe(&f.data, &["corpus", "rm", "kb"]),
+            "not inside the data directory",
+        );
+        assert!(victim.join("keep.txt").exists(), "{edited} was deleted");
+        ok(lethe(&f.data, &["corpus", "list"]));
+        assert!(String::from_utf8_lossy(&ok(lethe(&f.data, &["corpus", "list"])).stdout).contains("kb"));
+    }
 }

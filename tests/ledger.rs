@@ -245,6 +245,65 @@ fn the_cli_records_events_and_verifies_the_ledger() {
     );
     let pk = ok(lethe(&data, &["keys", "public"]));
     assert_eq!(String::from_utf8_lossy(&pk.stdout).trim().len(), 64);
+
+    // The security review's low finding 11: concurrent `lethe keys rotate` raced on shared temporary
+    // names (2 of 8 failed partway). Eight at once now all succeed, one after another.
+    let rotations: Vec<_> = (0..8)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--json", "keys", "rotate"])
+                .env_remove("LETHE_DATABASE_URL")
+                .env_remove("LETHE_MASTER_KEY")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut versions: Vec<i64> = rotations
+        .into_iter()
+        .map(|c| {
+            let o = ok(c.wait_with_output().unwrap());
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            v["new_version"].as_i64().unwrap()
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (5..=12).collect::<Vec<i64>>());
+    ok(lethe(&data, &["ledger", "verify"]));
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("keys"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".new"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The security review's low finding 10: a sign-in attempt with a crafted user name put a fake
+    // approval line and terminal escapes into `lethe ledger show`. They are shown escaped now.
+    let crafted = "x\n    99  2026-01-01T00:00:00Z  rose  release.approve  run-1\u{1b}[2J";
+    let o = common::release::as_user(
+        &data,
+        "wrong",
+        &["users", "add", "eve", "--role", "reviewer", "--user", crafted],
+    );
+    assert!(!o.status.success());
+    let shown = String::from_utf8(ok(lethe(&data, &["ledger", "show"])).stdout).unwrap();
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    for line in shown.lines() {
+        assert!(
+            line.trim_start()
+                .split(' ')
+                .next()
+                .is_some_and(|seq| seq.parse::<i64>().is_ok()),
+            "a line that is not an entry: {line:?}"
+        );
+    }
+    assert!(
+        shown.contains("auth.sign_in_failed") && shown.contains("\\u{a}"),
+        "{shown}"
+    );
 }
 
 async fn anchored_appends(store: &Store, s: &Signer, anchors: &ledger::AnchorLog, from: usize, n: usize) {

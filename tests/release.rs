@@ -518,6 +518,63 @@ fn failed_gates_need_a_waiver_and_new_audits_or_policies_void_requests() {
     fails_with(&approve("rose", w), "was audited again");
 }
 
+/// The security review's medium finding 4: after one reviewer rejected, the operator requested again
+/// on the same audit and two others approved; the rejection vanished from the release page. A
+/// rejection now stands until a new audit, and stays in the run's release history.
+#[test]
+fn a_rejection_stands_until_a_new_audit_and_stays_in_the_history() {
+    let (tmp, data, pw) = with_users(&[
+        ("olga", "operator"),
+        ("remy", "reviewer"),
+        ("rose", "reviewer"),
+        ("rita", "reviewer"),
+    ]);
+    let policy = write_policy(tmp.path(), "lax.toml", LAX);
+    let p = policy.to_str().unwrap();
+    let run = gated_run(tmp.path(), &data, ("olga", &pw["olga"]), &policy);
+    let act = |user: &str, args: &[&str]| {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend_from_slice(&["--run", &run, "--user", user, "--policy", p]);
+        as_user(&data, &pw[user], &a)
+    };
+    ok(act("olga", &["release", "request"]));
+    ok(act(
+        "remy",
+        &[
+            "release",
+            "reject",
+            "--comment",
+            "canary exposure too close to the limit",
+        ],
+    ));
+    fails_with(&act("olga", &["release", "request"]), "was rejected by remy");
+    let status = |data: &Path| -> serde_json::Value {
+        serde_json::from_slice(&ok(lethe(data, &["--json", "release", "status", "--run", &run])).stdout)
+            .unwrap()
+    };
+    assert_eq!(status(&data)["stage"], "rejected");
+    // A new audit of the checkpoint and a new gate: a new request may go ahead, and the rejection is
+    // still shown beside it.
+    ok(lethe(&data, &["audit", "--run", &run, "--policy", p]));
+    ok(lethe(&data, &["gate", "--run", &run, "--policy", p]));
+    ok(act("olga", &["release", "request"]));
+    ok(act(
+        "rose",
+        &["release", "approve", "--comment", "re-audited, fine"],
+    ));
+    let s = status(&data);
+    assert_eq!(s["release"]["state"], "requested");
+    let history = s["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{s}");
+    assert_eq!(history[0]["release"]["state"], "rejected");
+    assert_eq!(history[0]["reviews"][0]["username"], "remy");
+    let text = String::from_utf8(ok(lethe(&data, &["release", "status", "--run", &run])).stdout).unwrap();
+    assert!(
+        text.contains("earlier") && text.contains("reject remy") && text.contains("canary exposure"),
+        "{text}"
+    );
+}
+
 #[test]
 fn two_reviewers_approving_at_the_same_moment_make_one_approval_each_and_one_release() {
     let (tmp, data, pw) = with_users(&[("olga", "operator"), ("remy", "reviewer"), ("rose", "reviewer")]);

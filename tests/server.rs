@@ -629,6 +629,18 @@ fn cookie_sessions_need_the_csrf_token_and_the_same_origin_and_refusals_change_n
         Body::Form(&[("_csrf", "wrong"), ("username", "m5"), ("role", "admin")]),
     );
     assert_eq!(r.status, 403);
+    // The security review's low finding 13: the token was accepted in the query string on every
+    // route (where it leaks into logs and the Referer). Only the file upload, whose body is not read
+    // before the check, takes it there.
+    let r = send(
+        b,
+        "POST",
+        &format!("/admin/users?_csrf={csrf}"),
+        As::Cookie(&token, None),
+        &[("Origin", &own)],
+        Body::Form(&[("username", "m7"), ("role", "admin")]),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
     let users = send(b, "GET", "/api/v1/users", As::Bearer(&token), &[], Body::None).json();
     assert_eq!(
         users.as_array().unwrap().len(),
@@ -711,15 +723,45 @@ fn sign_in_is_throttled_per_account_and_a_one_time_password_must_be_changed_firs
     );
     assert!(r.body.contains("too many failed sign-ins"), "{}", r.body);
     // Each failure is in the ledger.
-    let out = ok(lethe(&data, &["--json", "ledger", "show"]));
+    assert_eq!(failed_sign_ins(&data, "rita"), 5);
+
+    // The security review's medium finding 3: 40 parallel wrong passwords were all checked against
+    // the limit of 5. Attempts are reserved before the check now: at most 5 are ever checked.
+    let guesses: Vec<_> = (0..40)
+        .map(|_| {
+            let base = b.to_string();
+            std::thread::spawn(move || {
+                send(
+                    &base,
+                    "POST",
+                    "/api/v1/session",
+                    As::Anonymous,
+                    &[],
+                    Body::Json(json!({ "username": "rose", "password": "guess" })),
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = guesses.into_iter().map(|h| h.join().unwrap()).collect();
+    let checked = statuses.iter().filter(|&&s| s == 401).count();
+    assert!(
+        (1..=5).contains(&checked) && statuses.iter().all(|&s| s == 401 || s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(failed_sign_ins(&data, "rose"), checked);
+}
+
+/// Failed sign-ins of `user` in the ledger.
+fn failed_sign_ins(data: &Path, user: &str) -> usize {
+    let out = ok(lethe(data, &["--json", "ledger", "show"]));
     let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let failed = entries
+    entries
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["action"] == "auth.sign_in_failed" && e["subject"] == "rita")
-        .count();
-    assert_eq!(failed, 5);
+        .filter(|e| e["action"] == "auth.sign_in_failed" && e["subject"] == user)
+        .count()
 }
 
 #[test]
@@ -883,6 +925,28 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
     );
     assert_eq!(r.status, 409, "{}", r.body);
 
+    // The security review's low finding 7: `%2F` in `/releases/{run}` made export create directories
+    // outside the data directory before refusing, and verify ran on arbitrary directories. Only
+    // well-formed ids of runs that exist get that far.
+    let escape = data.parent().unwrap().join("escape");
+    for bad in [
+        "..%2F..%2Fescape",
+        "%2Ftmp%2Flethe-escape",
+        "run-0%2F..%2F..%2F..%2Fescape",
+        "run-ffffffffffff",
+    ] {
+        for (method, what) in [("POST", "export"), ("GET", "verify"), ("GET", "bundle")] {
+            let r = call(
+                "olga",
+                method,
+                &format!("/api/v1/releases/{bad}/{what}"),
+                Body::None,
+            );
+            assert_eq!(r.status, 404, "{method} {bad}/{what}: {}", r.body);
+        }
+    }
+    assert!(!escape.exists() && !Path::new("/tmp/lethe-escape").exists());
+
     // A second reviewer makes it two; then it can be released and downloaded.
     let (rose_t, _) = {
         let out = ok(as_user(
@@ -923,13 +987,16 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
         std::io::Read::read_to_end(&mut res.into_reader(), &mut v).unwrap();
         v
     };
-    let v = call(
-        "olga",
-        "GET",
-        &format!("/api/v1/releases/{run}/verify"),
-        Body::None,
-    )
-    .json();
+    let verify_on_server = || {
+        call(
+            "olga",
+            "GET",
+            &format!("/api/v1/releases/{run}/verify"),
+            Body::None,
+        )
+        .json()
+    };
+    let v = verify_on_server();
     assert_eq!(v["ok"], true, "{v}");
     let out_dir = tmp.path().join("downloaded");
     tar::Archive::new(&tar_bytes[..]).unpack(&out_dir).unwrap();
@@ -951,6 +1018,19 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
         &nowhere,
         &["release", "verify", bundle.to_str().unwrap(), "--public-key", &pk],
     ));
+
+    // The security review's low finding 12: every release page view re-hashed the bundle. The result
+    // is kept by the bundle's fingerprint (manifest digest, each file's size and time), so a changed
+    // file on the server is still caught at the next view.
+    let again = verify_on_server();
+    assert_eq!(again["ok"], true, "{again}");
+    let card = data.join("bundles").join(&run).join("MODEL_CARD.md");
+    let mut text = std::fs::read(&card).unwrap();
+    text.extend_from_slice(b"\nedited on the server\n");
+    std::fs::write(&card, &text).unwrap();
+    let v = verify_on_server();
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("MODEL_CARD.md"), "{v}");
 
     // Every step is in the ledger, which still verifies.
     let v = call("admin", "GET", "/api/v1/ledger/verify", Body::None).json();

@@ -56,6 +56,64 @@ async fn users_are_unique_and_roles_checked(db: &TestDb) {
 }
 on_both_engines!(users, super::users_are_unique_and_roles_checked);
 
+/// The security review's low finding 8: two admins disabling each other at once left no enabled admin.
+/// The last-admin check and the change are one atomic step now, on both engines.
+async fn two_admins_disabling_each_other_at_once_leave_one_enabled(db: &TestDb) {
+    let store = db.open().await;
+    let a = store
+        .users()
+        .create("ada", Role::Admin, "h", false)
+        .await
+        .unwrap();
+    let b = store
+        .users()
+        .create("bea", Role::Admin, "h", false)
+        .await
+        .unwrap();
+    for round in 0..20 {
+        let (s1, s2) = (db.open().await, db.open().await);
+        let (ida, idb) = (a.id.clone(), b.id.clone());
+        let t1 = tokio::spawn(async move {
+            let r = s1
+                .users()
+                .set_role_keeping_an_admin(&idb, Role::Admin, true)
+                .await;
+            s1.close().await;
+            r
+        });
+        let t2 = tokio::spawn(async move {
+            let r = s2
+                .users()
+                .set_role_keeping_an_admin(&ida, Role::Admin, true)
+                .await;
+            s2.close().await;
+            r
+        });
+        let (r1, r2) = (t1.await.unwrap().unwrap(), t2.await.unwrap().unwrap());
+        assert!(
+            r1 ^ r2,
+            "round {round}: exactly one of the two changes may go through ({r1}, {r2})"
+        );
+        assert_eq!(store.users().active_admins().await.unwrap(), 1, "round {round}");
+        for id in [&a.id, &b.id] {
+            store.users().set_role(id, Role::Admin, false).await.unwrap();
+        }
+    }
+    // Demoting the only admin is refused too, and changes nothing.
+    store.users().set_role(&b.id, Role::Admin, true).await.unwrap();
+    assert!(!store
+        .users()
+        .set_role_keeping_an_admin(&a.id, Role::Reviewer, false)
+        .await
+        .unwrap());
+    assert_eq!(store.users().active_admins().await.unwrap(), 1);
+    store.close().await;
+}
+on_both_engines!(
+    last_admin,
+    super::two_admins_disabling_each_other_at_once_leave_one_enabled
+);
+
 async fn job_lifecycle_records_progress_and_result(db: &TestDb) {
     let store = db.open().await;
     let jobs = store.jobs();

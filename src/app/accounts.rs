@@ -104,15 +104,19 @@ impl App {
     ) -> anyhow::Result<User> {
         require_admin(admin, "changing users")?;
         let target = self.user(username).await?;
-        let was_active_admin = target.role == Role::Admin && !target.disabled;
-        let stays_active_admin = role == Role::Admin && !disabled;
-        if was_active_admin && !stays_active_admin && self.store.users().active_admins().await? <= 1 {
+        // The check and the change are one atomic step: two admins disabling each other at once leave
+        // one of them enabled.
+        if !self
+            .store
+            .users()
+            .set_role_keeping_an_admin(&target.id, role, disabled)
+            .await?
+        {
             return Err(Refused(format!(
                 "{username} is the last enabled admin; make another admin first"
             ))
             .into());
         }
-        self.store.users().set_role(&target.id, role, disabled).await?;
         if disabled {
             self.store.sessions().delete_for_user(&target.id).await?;
         }
@@ -136,6 +140,72 @@ impl App {
         }
         self.user(username).await
     }
+}
+
+impl App {
+    /// The host operator's way back when no enabled admin is left (`lethe users recover NAME`, run on
+    /// the host with the master key): makes NAME an enabled admin (creating it if needed) with a new
+    /// one-time password, returned. Refused while an enabled admin exists: ask that admin instead.
+    pub async fn recover_admin(&self, username: &str) -> anyhow::Result<String> {
+        check_username(username)?;
+        let admins = self.store.users().active_admins().await?;
+        if admins > 0 {
+            let names: Vec<String> = self
+                .store
+                .users()
+                .list()
+                .await?
+                .into_iter()
+                .filter(|u| u.role == Role::Admin && !u.disabled)
+                .map(|u| u.username)
+                .collect();
+            return Err(Refused(format!(
+                "{admins} enabled admin(s) remain ({}); recovery is only for a data directory with none",
+                names.join(", ")
+            ))
+            .into());
+        }
+        let password = crate::vault::password::generate_one_time()?;
+        let pw = password.clone();
+        let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
+            .await
+            .context("hashing the password was interrupted")??;
+        let existing = self.store.users().by_username(username).await?;
+        let created = existing.is_none();
+        let user = match existing {
+            Some(u) => u,
+            None => {
+                self.store
+                    .users()
+                    .create(username, Role::Admin, &hash, true)
+                    .await?
+            }
+        };
+        self.store.users().set_role(&user.id, Role::Admin, false).await?;
+        self.store.users().set_password(&user.id, &hash, true).await?;
+        self.store.sessions().delete_for_user(&user.id).await?;
+        self.record(
+            &super::cli_actor(),
+            action::USER_RECOVER,
+            username,
+            serde_json::json!({ "created": created, "previous_role": user.role.as_str() }),
+        )
+        .await?;
+        Ok(password)
+    }
+}
+
+/// A new account's name: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub fn check_username(username: &str) -> anyhow::Result<()> {
+    if username.is_empty()
+        || username.len() > 64
+        || !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        anyhow::bail!("user name {username:?} must be 1 to 64 letters, digits, '.', '_' or '-'");
+    }
+    Ok(())
 }
 
 fn require_admin(user: &User, what: &str) -> Result<(), Refused> {

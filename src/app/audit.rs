@@ -482,7 +482,7 @@ impl App {
         bytes: Vec<u8>,
     ) -> anyhow::Result<(String, String)> {
         let key = self.run_key(run).await?;
-        let dir = self.config.data_dir.join(&run.directory);
+        let dir = self.config.inside(&run.directory)?;
         let (run_id, key_id, role, file) = (
             run.id.clone(),
             run.data_key_id.clone(),
@@ -506,7 +506,7 @@ impl App {
         sha256: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let key = self.run_key(run).await?;
-        let path = self.config.data_dir.join(file);
+        let path = self.config.inside(file)?;
         let (run_id, role_owned, want) = (run.id.clone(), role.to_string(), sha256.map(str::to_string));
         tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
             if let Some(want) = want {
@@ -563,7 +563,7 @@ impl App {
             (true, Some(file)) => {
                 let run = self.run_row(&row.run_id).await?;
                 let key = self.run_key(&run).await?;
-                let path = self.config.data_dir.join(file);
+                let path = self.config.inside(file)?;
                 let (run_id, role) = (run.id.clone(), evidence_role(id));
                 let bytes = tokio::task::spawn_blocking(move || {
                     crate::corpus::sealed::read_sealed(&path, &run_id, &role, &key)

@@ -356,7 +356,9 @@ impl App {
         };
         let outcome = self.finish_audit(&run, &audit, report, &evidence).await?;
         for f in files {
-            let _ = std::fs::remove_file(self.config.data_dir.join(f));
+            if let Ok(path) = self.config.inside(&f) {
+                let _ = std::fs::remove_file(path);
+            }
         }
         Ok(outcome)
     }

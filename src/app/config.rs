@@ -98,6 +98,66 @@ impl Config {
     }
 }
 
+/// A path the database names that would reach outside the data directory (an absolute path, `..`, or
+/// a link out): refused, so that an edited row cannot make Lethe read, write or delete elsewhere.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the database names {path:?}, which is not inside the data directory {data_dir}; refusing to use it \
+     (was the row edited? `lethe ledger verify`)"
+)]
+pub struct OutsideDataDir {
+    pub path: String,
+    pub data_dir: String,
+}
+
+impl Config {
+    /// `rel`, a path relative to the data directory as the database stores it (`corpora/<id>`,
+    /// `runs/<id>`), resolved inside the data directory: only plain components (no root, no `..`,
+    /// no `.`), and the part of it that exists must resolve (links followed) inside the data directory.
+    pub fn inside(&self, rel: &str) -> Result<PathBuf, OutsideDataDir> {
+        let refuse = || OutsideDataDir {
+            path: rel.to_string(),
+            data_dir: self.data_dir.display().to_string(),
+        };
+        let p = Path::new(rel);
+        if rel.is_empty()
+            || !p
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(refuse());
+        }
+        let joined = self.data_dir.join(p);
+        let Ok(root) = self.data_dir.canonicalize() else {
+            return Ok(joined); // nothing exists yet, so nothing can link out
+        };
+        // The longest part that exists, with its links resolved, must stay inside.
+        let mut probe = joined.as_path();
+        loop {
+            match probe.canonicalize() {
+                Ok(real) if real.starts_with(&root) => return Ok(joined),
+                Ok(_) => return Err(refuse()),
+                Err(_) => match probe.parent() {
+                    Some(parent) => probe = parent,
+                    None => return Err(refuse()),
+                },
+            }
+        }
+    }
+}
+
+/// A file name the database stores (a checkpoint's file): one plain component, nothing else.
+pub fn plain_file_name(name: &str) -> Result<&str, OutsideDataDir> {
+    let mut c = Path::new(name).components();
+    match (c.next(), c.next()) {
+        (Some(std::path::Component::Normal(_)), None) if !name.contains('/') => Ok(name),
+        _ => Err(OutsideDataDir {
+            path: name.to_string(),
+            data_dir: "(a file name, not a path)".into(),
+        }),
+    }
+}
+
 /// The text `lethe init` writes: the defaults spelled out as comments, so an admin sees what can be set.
 pub fn initial_config_text(database_url: Option<&str>) -> String {
     let database = match database_url {
@@ -126,6 +186,40 @@ pub fn initial_config_text(database_url: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The security review's medium finding 5: a database edit made `corpus rm` delete any directory.
+    /// Paths from the database resolve inside the data directory or are refused.
+    #[test]
+    fn paths_from_the_database_stay_inside_the_data_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("corpora/c-1")).unwrap();
+        let outside = tmp.path().join("victim");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, data.join("corpora/link")).unwrap();
+        let cfg = Config::resolve(&data, None).unwrap();
+        assert_eq!(cfg.inside("corpora/c-1").unwrap(), data.join("corpora/c-1"));
+        assert_eq!(cfg.inside("runs/r-new").unwrap(), data.join("runs/r-new"));
+        for bad in [
+            "",
+            "/etc",
+            outside.to_str().unwrap(),
+            "../victim",
+            "corpora/../../victim",
+            "./corpora/c-1",
+            "corpora/link",
+            "corpora/link/inner",
+        ] {
+            assert!(cfg.inside(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            plain_file_name("checkpoint-000000010.sealed").unwrap(),
+            "checkpoint-000000010.sealed"
+        );
+        for bad in ["", "../x", "/x", "a/b", ".", ".."] {
+            assert!(plain_file_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn initial_config_parses_back() {

@@ -56,7 +56,7 @@ impl App {
     pub async fn open_corpus(&self, name: &str) -> anyhow::Result<(CorpusRow, SealedCorpus)> {
         let row = self.corpus_row(name).await?;
         let key = self.corpus_key(&row).await?;
-        let dir = self.config.data_dir.join(&row.directory);
+        let dir = self.config.inside(&row.directory)?;
         let sealed = SealedCorpus::open(&dir, &row.id, key)
             .with_context(|| format!("corpus {:?} is damaged", row.name))?;
         Ok((row, sealed))
@@ -168,15 +168,22 @@ impl App {
     fn summary(&self, row: CorpusRow, key: Option<DataKeyRow>) -> anyhow::Result<CorpusSummary> {
         let stats: CorpusStats = serde_json::from_value(row.stats.clone())
             .with_context(|| format!("corpus {:?} has an unreadable summary", row.name))?;
-        let dir = self.config.data_dir.join(&row.directory);
-        let size_on_disk = std::fs::read_dir(&dir)
-            .map(|it| {
-                it.flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0);
+        // A row naming a directory outside the data directory is listed as it is, with nothing read
+        // there; using it (open, verify, rm) is refused.
+        let (dir, size_on_disk) = match self.config.inside(&row.directory) {
+            Ok(dir) => {
+                let size = std::fs::read_dir(&dir)
+                    .map(|it| {
+                        it.flatten()
+                            .filter_map(|e| e.metadata().ok())
+                            .map(|m| m.len())
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                (dir, size)
+            }
+            Err(_) => (PathBuf::from(&row.directory), 0),
+        };
         Ok(CorpusSummary {
             id: row.id,
             name: row.name,
@@ -207,8 +214,10 @@ impl App {
                 "corpus {name:?} has {runs} training run(s); their checkpoints and audits refer to it, so it is kept"
             );
         }
+        // Where the files are, checked before anything is removed: a row edited to name a directory
+        // outside the data directory is refused with everything left as it was.
+        let dir = self.config.inside(&row.directory)?;
         self.store.corpora().remove(&row).await?;
-        let dir = self.config.data_dir.join(&row.directory);
         std::fs::remove_dir_all(&dir)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -275,10 +284,27 @@ pub struct Uploads {
     pub paths: Vec<PathBuf>,
 }
 
+/// Files one upload may hold: each is an open in-memory file while the ingest runs (an upload of
+/// 21,000 small files once ran the process out of descriptors). More files: pack them into JSONL, or
+/// upload in parts.
+pub const MAX_UPLOAD_FILES: usize = 2000;
+
 impl Uploads {
     pub fn new(files: Vec<(String, Vec<u8>)>) -> anyhow::Result<Uploads> {
+        Uploads::new_in(&std::env::temp_dir(), files)
+    }
+
+    /// As [`Uploads::new`], with the links in a directory made under `parent`.
+    pub fn new_in(parent: &Path, files: Vec<(String, Vec<u8>)>) -> anyhow::Result<Uploads> {
         use std::io::Write as _;
-        let dir = std::env::temp_dir().join(format!("lethe-upload-{}", crate::vault::random_hex(8)?));
+        if files.len() > MAX_UPLOAD_FILES {
+            anyhow::bail!(
+                "an upload holds at most {MAX_UPLOAD_FILES} files and this one has {}: pack small files \
+                 into one JSONL file (one {{\"text\": …}} object a line) or upload in parts",
+                files.len()
+            );
+        }
+        let dir = parent.join(format!("lethe-upload-{}", crate::vault::random_hex(8)?));
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut up = Uploads {
             _memory: Vec::new(),
@@ -302,6 +328,9 @@ impl Uploads {
 
 impl Drop for Uploads {
     fn drop(&mut self) {
+        // The memory files first: with every descriptor in use (the failure that brings us here, at
+        // times), removing the directory could not even open it.
+        self._memory.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -338,5 +367,54 @@ fn safe_name(name: &str) -> String {
         "upload.txt".into()
     } else {
         clean
+    }
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+
+    fn leftovers(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The security review's low finding 9: an upload of 21,000 small files ran out of descriptors and
+    /// left a `lethe-upload-*` folder of links behind. Uploads are bounded, and a failure part way
+    /// (here: descriptors exhausted on purpose) leaves nothing.
+    #[test]
+    fn uploads_are_bounded_and_a_failed_one_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let many: Vec<(String, Vec<u8>)> = (0..=MAX_UPLOAD_FILES)
+            .map(|i| (format!("f{i}.txt"), b"x".to_vec()))
+            .collect();
+        let e = Uploads::new_in(tmp.path(), many).err().unwrap();
+        assert!(e.to_string().contains("at most 2000 files"), "{e}");
+        assert!(leftovers(tmp.path()).is_empty());
+
+        let ok = Uploads::new_in(tmp.path(), vec![("a.txt".into(), b"hello".to_vec())]).unwrap();
+        assert_eq!(std::fs::read_to_string(&ok.paths[0]).unwrap(), "hello");
+        drop(ok);
+        assert!(leftovers(tmp.path()).is_empty());
+
+        // Run out of descriptors part way: lower the soft limit just above what is open now.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit on this process with a valid struct.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let low = libc::rlimit {
+            rlim_cur: open_now + 20,
+            rlim_max: lim.rlim_max,
+        };
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+        let files: Vec<(String, Vec<u8>)> = (0..100).map(|i| (format!("f{i}.txt"), b"x".to_vec())).collect();
+        let r = Uploads::new_in(tmp.path(), files);
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+        assert!(r.is_err(), "100 files fit in 20 descriptors?");
+        assert!(leftovers(tmp.path()).is_empty(), "{:?}", leftovers(tmp.path()));
     }
 }

@@ -48,6 +48,32 @@ fn refuse_env() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An exclusive advisory lock (`flock`) on `<key file>.lock`, held while the key files are rewritten;
+/// released when dropped (or when the process dies).
+struct KeyFileLock {
+    _file: std::fs::File,
+}
+
+impl KeyFileLock {
+    fn take(key_file: &std::path::Path) -> anyhow::Result<KeyFileLock> {
+        use std::os::unix::io::AsRawFd as _;
+        let path = key_file.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the key lock {}", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns; blocks until no other process holds it.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot lock {}", path.display()));
+        }
+        Ok(KeyFileLock { _file: file })
+    }
+}
+
 impl App {
     pub async fn keys_rotate(&self) -> anyhow::Result<RotateReport> {
         self.keys_rotate_as(&super::cli_actor()).await
@@ -57,7 +83,9 @@ impl App {
     pub async fn keys_rotate_as(&self, actor: &str) -> anyhow::Result<RotateReport> {
         refuse_env()?;
         let path = self.config.master_key_file.clone();
-        // Work on a fresh load of the file, so two rotations cannot overwrite each other's version.
+        // One rotation at a time on this host (a second waits), and each works on a fresh load of the
+        // file, so two rotations cannot overwrite each other's version.
+        let _lock = KeyFileLock::take(&path)?;
         let mut ring = MasterKeyRing::load(&path)?;
         let previous = ring.current;
         let new_version = ring.add_version(crate::store::now_ms())?;
@@ -115,6 +143,7 @@ impl App {
             );
         }
         let path = self.config.master_key_file.clone();
+        let _lock = KeyFileLock::take(&path)?;
         let mut ring = MasterKeyRing::load(&path)?;
         ring.retire(version)?;
         ring.replace_file(&path)?;

@@ -23,11 +23,21 @@ pub struct ReleaseStatus {
     pub gate: Option<crate::store::GateDecision>,
     pub release: Option<ReleaseRow>,
     pub reviews: Vec<ReviewRow>,
+    /// The run's earlier requests (rejected, void), oldest first, each with its reviews: a rejection
+    /// stays visible after a new request.
+    pub history: Vec<PastRelease>,
     /// Approvals still missing (0 once approved).
     pub approvals_missing: i64,
     /// The stage in words: trained, audited, gate passed, gate failed, requested, approved, released,
     /// rejected, void.
     pub stage: String,
+}
+
+/// An earlier request of a run and its reviews.
+#[derive(Debug, Clone, Serialize)]
+pub struct PastRelease {
+    pub release: ReleaseRow,
+    pub reviews: Vec<ReviewRow>,
 }
 
 /// A bundle written by `release export`.
@@ -38,15 +48,28 @@ pub struct Exported {
     pub manifest: bundle::Manifest,
 }
 
+/// The stored hash a sign-in checks against, and whether a match may let anyone in: the user's own
+/// hash, or [`crate::vault::password::DUMMY_HASH`] (same cost, nobody's password) when the name is
+/// unknown or the account has no well-formed hash.
+fn password_to_check(user: Option<&User>) -> (String, bool) {
+    match user {
+        Some(u) if crate::vault::password::iterations(&u.password_hash).is_some() => {
+            (u.password_hash.clone(), true)
+        }
+        _ => (crate::vault::password::DUMMY_HASH.to_string(), false),
+    }
+}
+
 impl App {
     /// Checks a user's password (off the async threads: the hash is deliberately slow) and records the
     /// sign-in or the failed attempt in the ledger.
     pub async fn authenticate(&self, username: &str, password: &str, via: &str) -> anyhow::Result<User> {
         let user = self.store.users().by_username(username).await?;
-        let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_default();
+        let (stored, usable) = password_to_check(user.as_ref());
         let pw = password.to_string();
         let good = tokio::task::spawn_blocking(move || {
-            !stored.is_empty() && crate::vault::password::verify(&pw, &stored)
+            // Always the full check, even for a name nobody has: its timing must not tell.
+            crate::vault::password::verify(&pw, &stored) && usable
         })
         .await
         .context("checking the password was interrupted")?;
@@ -83,14 +106,7 @@ impl App {
             ))
             .into());
         }
-        if username.is_empty()
-            || username.len() > 64
-            || !username
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            anyhow::bail!("user name {username:?} must be 1 to 64 letters, digits, '.', '_' or '-'");
-        }
+        super::accounts::check_username(username)?;
         let password = crate::vault::password::generate_one_time()?;
         let pw = password.clone();
         let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
@@ -141,6 +157,30 @@ impl App {
                 )
             })?;
         let required = release::required_approvals(policy, gate.passed, waiver)?;
+        // A rejection stands until a new audit: no new request of the audit a reviewer rejected.
+        for earlier in self.store.releases().for_run(&audit.run_id).await? {
+            if earlier.state == "rejected" && earlier.audit_id == audit.id {
+                let by = self
+                    .store
+                    .releases()
+                    .reviews(&earlier.id)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.decision == "reject")
+                    .map_or_else(
+                        || "a reviewer".to_string(),
+                        |r| format!("{} ({:?})", r.username, r.comment),
+                    );
+                anyhow::bail!(
+                    "release {} of this audit ({}) was rejected by {by}; a rejection stands until the \
+                     checkpoint is audited again (`lethe audit --run {} --step {}`) and gated",
+                    earlier.id,
+                    audit.id,
+                    audit.run_id,
+                    audit.checkpoint_step
+                );
+            }
+        }
         let now = crate::store::now_ms();
         let row = ReleaseRow {
             id: format!("rel-{}", crate::vault::random_hex(6)?),
@@ -310,7 +350,13 @@ impl App {
 
     pub async fn release_status(&self, run_id: &str) -> anyhow::Result<ReleaseStatus> {
         let run = self.run_row(run_id).await?;
-        let release = self.store.releases().latest(&run.id).await?;
+        let mut all = self.store.releases().for_run(&run.id).await?;
+        let release = all.pop();
+        let mut history = Vec::with_capacity(all.len());
+        for r in all {
+            let reviews = self.store.releases().reviews(&r.id).await?;
+            history.push(PastRelease { release: r, reviews });
+        }
         let gates = self.store.gates().for_run(&run.id).await?;
         // The audit in question: the release's; else the one gated last (a selection may have gated an
         // older kept checkpoint); else the newest.
@@ -345,6 +391,7 @@ impl App {
             gate,
             release,
             reviews,
+            history,
             approvals_missing,
             stage,
         })
@@ -390,7 +437,10 @@ impl App {
             .ok_or_else(|| anyhow::anyhow!("the audited checkpoint of run {} is gone", run.id))?;
         let key = self.run_key(&run).await?;
         let (_, sealed) = self.run_corpus(&run).await?;
-        let path = self.config.data_dir.join(&run.directory).join(&ckpt.file);
+        let path = self
+            .config
+            .inside(&run.directory)?
+            .join(super::config::plain_file_name(&ckpt.file)?);
         let (rid, step) = (run.id.clone(), ckpt.step as u64);
         let want = ckpt.weights_sha256.clone();
         let weights = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
@@ -600,4 +650,49 @@ pub fn verify_bundle(dir: &Path, public_key_hex: &str) -> anyhow::Result<bundle:
         }
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod sign_in_tests {
+    use super::*;
+
+    fn user(hash: &str) -> User {
+        User {
+            id: "u-1".into(),
+            username: "rita".into(),
+            role: Role::Reviewer,
+            password_hash: hash.into(),
+            must_change_password: false,
+            disabled: false,
+            created_at: 0,
+        }
+    }
+
+    /// The security review's low finding 6: an unknown name was answered in 1 ms and a real one in
+    /// 140 ms. Every sign-in now checks a hash of the full cost.
+    #[test]
+    fn an_unknown_user_costs_a_full_password_check() {
+        let full = crate::vault::password::ITERATIONS;
+        let (h, usable) = password_to_check(None);
+        assert_eq!(
+            (crate::vault::password::iterations(&h), usable),
+            (Some(full), false)
+        );
+        let (h, usable) = password_to_check(Some(&user("")));
+        assert_eq!(
+            (crate::vault::password::iterations(&h), usable),
+            (Some(full), false)
+        );
+        let real = crate::vault::password::hash("pw").unwrap();
+        let (h, usable) = password_to_check(Some(&user(&real)));
+        assert_eq!((h, usable), (real, true));
+    }
+
+    /// Low finding 13: a user's `Debug` form printed the password hash.
+    #[test]
+    fn a_user_debug_form_hides_the_password_hash() {
+        let u = user("pbkdf2-sha256$600000$c2FsdA$aGFzaA");
+        let shown = format!("{u:?}");
+        assert!(!shown.contains("aGFzaA") && shown.contains("rita"), "{shown}");
+    }
 }

@@ -663,7 +663,7 @@ impl App {
         }
         let resume = match self.store.runs().checkpoints(&row.id).await?.last() {
             Some(c) => {
-                let dir = self.config.data_dir.join(&row.directory);
+                let dir = self.config.inside(&row.directory)?;
                 let path = dir.join(&c.file);
                 let (run, step, k) = (
                     row.id.clone(),
@@ -735,7 +735,7 @@ impl App {
         progress: &mut (dyn FnMut(&Event) + Send),
     ) -> anyhow::Result<TrainSummary> {
         let started = std::time::Instant::now();
-        let dir = self.config.data_dir.join(&row.directory);
+        let dir = self.config.inside(&row.directory)?;
         let lock = RunLock::take(self, &row.id, job).await?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
         let run_id = row.id.clone();
@@ -876,7 +876,7 @@ impl App {
             // take back the checkpoint files this session wrote that it can no longer record.
             match self.store.runs().checkpoints(&row.id).await {
                 Ok(recorded) => {
-                    let dir = self.config.data_dir.join(&row.directory);
+                    let dir = self.config.inside(&row.directory)?;
                     remove_unrecorded(&dir, &recorded, |tag| tag == own_tag);
                 }
                 Err(e) => tracing::warn!("cannot list run {}'s checkpoints to tidy up: {e}", row.id),
@@ -946,7 +946,7 @@ impl App {
     /// this, so those sessions are dead or fenced out, and nothing they wrote can be recorded any more.
     async fn prune_checkpoints(&self, row: &RunRow, own_tag: &str) -> anyhow::Result<()> {
         let all = self.store.runs().checkpoints(&row.id).await?;
-        let dir = self.config.data_dir.join(&row.directory);
+        let dir = self.config.inside(&row.directory)?;
         let newest_kept = all.iter().filter(|c| c.kept).map(|c| c.step).max();
         let resume: Vec<&CheckpointRow> = all.iter().filter(|c| !c.kept).collect();
         let surplus = resume.len().saturating_sub(KEEP_CHECKPOINTS);
@@ -1098,7 +1098,10 @@ impl App {
         let key = self.run_key(&run).await?;
         let (_, sealed) = self.run_corpus(&run).await?;
         let tokenizer = sealed.tokenizer()?;
-        let path = self.config.data_dir.join(&run.directory).join(&checkpoint.file);
+        let path = self
+            .config
+            .inside(&run.directory)?
+            .join(super::config::plain_file_name(&checkpoint.file)?);
         let (run_id, step) = (run.id.clone(), checkpoint.step as u64);
         let (model, cfg) = tokio::task::spawn_blocking(move || {
             let bytes = train::checkpoint::read_sealed(&path, &run_id, step, &key)?;

@@ -224,6 +224,11 @@ pub enum UsersCommand {
     },
     /// Accounts and their roles.
     List,
+    /// For the host's operator when no enabled admin is left (two admins disabled each other, say):
+    /// makes NAME an enabled admin, creating it if needed, with a one-time password (printed once).
+    /// Needs the data directory and its master key; refused while any enabled admin exists; recorded
+    /// in the ledger.
+    Recover { name: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -819,10 +824,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "{:>6}  {}  {:<22} {:<20} {:<24} {}\n",
                         e.seq,
                         crate::ledger::format_time(e.at_ms),
-                        e.actor,
-                        e.action,
-                        e.subject,
-                        crate::ledger::canonical_json(&e.details)
+                        printable(&e.actor),
+                        printable(&e.action),
+                        printable(&e.subject),
+                        printable(&crate::ledger::canonical_json(&e.details))
                     ));
                 }
                 out
@@ -1418,12 +1423,10 @@ async fn train(cli: &Cli, globals: &Globals, a: &TrainArgs) -> anyhow::Result<()
             corpus: a.corpus.clone().unwrap_or_default(),
             spec,
             max_steps: a.max_steps,
-            // A queued run's trainer is whoever queued it, even when a worker runs it.
-            created_by: if a.queue {
-                created_by.or_else(|| Some(app::cli_actor()))
-            } else {
-                created_by
-            },
+            // The trainer is always recorded: the account signed in with --user, else the host's login
+            // as `cli:<login>` (whose namesake account may then not approve the release); a queued
+            // run's trainer is whoever queued it, even when a worker runs it.
+            created_by: created_by.or_else(|| Some(app::cli_actor())),
             job_id: None,
             gpu: a.gpu,
         };
@@ -1611,7 +1614,7 @@ async fn audit(cli: &Cli, globals: &Globals, a: &AuditArgs) -> anyhow::Result<()
                 params,
                 rules,
                 deny_list,
-                created_by: a.queue.then(app::cli_actor),
+                created_by: Some(app::cli_actor()),
                 job_id: None,
                 gpu: a.gpu,
             };
@@ -1874,6 +1877,14 @@ async fn users(cli: &Cli, globals: &Globals, cmd: &UsersCommand) -> anyhow::Resu
                 out
             })
         }
+        UsersCommand::Recover { name } => {
+            let password = app.recover_admin(name).await?;
+            emit(
+                cli.json,
+                &serde_json::json!({ "username": name, "role": "admin", "one_time_password": password }),
+                || format!("{name} is an enabled admin again; one-time password (shown once): {password}\n"),
+            )
+        }
     }
 }
 
@@ -1909,14 +1920,54 @@ fn status_text(s: &app::release::ReleaseStatus) -> String {
             },
             r.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
         ));
-        for v in &s.reviews {
-            out.push_str(&format!(
-                "    {} {} ({}): {}\n",
-                v.decision, v.username, v.role, v.comment
-            ));
-        }
+        review_lines(&mut out, &s.reviews);
+    }
+    for p in &s.history {
+        out.push_str(&format!(
+            "  earlier   {} {} (audit {}, requested by {}){}\n",
+            p.release.id,
+            p.release.state,
+            p.release.audit_id,
+            printable(&p.release.requested_by),
+            p.release
+                .reason
+                .as_deref()
+                .map(|x| format!(": {}", printable(x)))
+                .unwrap_or_default()
+        ));
+        review_lines(&mut out, &p.reviews);
     }
     out
+}
+
+fn review_lines(out: &mut String, reviews: &[crate::store::ReviewRow]) {
+    for v in reviews {
+        out.push_str(&format!(
+            "    {} {} ({}): {}\n",
+            v.decision,
+            printable(&v.username),
+            v.role,
+            printable(&v.comment)
+        ));
+    }
+}
+
+/// `text` safe to print on a terminal: control characters (C0, DEL, C1: newlines, escape sequences,
+/// carriage returns) are written as `\u{..}` escapes, so text a user supplied (a user name tried at
+/// sign-in, a comment) cannot forge a line or drive the terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 async fn release_cmd(cli: &Cli, globals: &Globals, cmd: &ReleaseCommand) -> anyhow::Result<()> {
@@ -2244,4 +2295,24 @@ fn study_text(d: &app::study::StudyDetails) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    /// The security review's low finding 10: a crafted user name put a fake line and terminal escapes
+    /// into `lethe ledger show`.
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_untouched() {
+        assert!(matches!(printable("rita"), std::borrow::Cow::Borrowed("rita")));
+        let crafted = "x\n    99  2026-01-01T00:00:00Z  rose  release.approve\u{1b}[2J\r\u{9b}31m\u{7f}";
+        let shown = printable(crafted);
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert!(
+            shown.contains("\\u{a}") && shown.contains("\\u{1b}") && shown.contains("\\u{9b}"),
+            "{shown}"
+        );
+        assert!(printable("Zoë, 東京").eq("Zoë, 東京"));
+    }
 }

@@ -170,6 +170,8 @@ pub mod action {
     pub const USER_DISABLE: &str = "user.disable";
     /// A password was changed by its owner or reset by an admin.
     pub const USER_PASSWORD: &str = "user.password";
+    /// The host operator made an account an admin again because none was left (`lethe users recover`).
+    pub const USER_RECOVER: &str = "user.recover";
     /// A corpus was ingested.
     pub const CORPUS_INGEST: &str = "corpus.ingest";
     /// Keys were rotated.
@@ -556,6 +558,7 @@ pub fn is_security_critical(action_name: &str) -> bool {
             | action::USER_ROLE
             | action::USER_DISABLE
             | action::USER_PASSWORD
+            | action::USER_RECOVER
     )
 }
 

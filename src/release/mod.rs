@@ -44,7 +44,10 @@ pub fn may_review(user: &User, release: &ReleaseRow, trained_by: Option<&str>) -
             release.approver_role, user.username, user.role
         )));
     }
-    if trained_by == Some(user.username.as_str()) {
+    // A run trained from the shell without --user records the host login as `cli:<login>`; the account
+    // of that name is its trainer too.
+    let trainer = trained_by.map(|t| t.strip_prefix("cli:").unwrap_or(t));
+    if trainer == Some(user.username.as_str()) {
         return Err(Refused(format!(
             "{} started the training of run {}, so may not review its release",
             user.username, release.run_id
@@ -158,6 +161,19 @@ mod tests {
         let mut off = user("rita", Role::Reviewer);
         off.disabled = true;
         assert!(may_review(&off, &r, None).is_err());
+    }
+
+    /// The security review's low finding 13: `lethe train` without `--user` recorded no trainer, so
+    /// anyone could approve. The host login is recorded (`cli:<login>`) and its namesake may not.
+    #[test]
+    fn a_run_trained_from_the_shell_is_not_approved_by_the_logins_namesake() {
+        let r = release();
+        let e = may_review(&user("tom", Role::Reviewer), &r, Some("cli:tom")).unwrap_err();
+        assert!(e.0.contains("started the training"), "{e}");
+        assert_eq!(
+            may_review(&user("rita", Role::Reviewer), &r, Some("cli:tom")),
+            Ok(())
+        );
     }
 
     #[test]

@@ -549,9 +549,27 @@ async fn review(
     Ok(Json(json!(status)))
 }
 
-/// Where the server keeps the bundle it exported for a run.
-pub fn bundle_dir(s: &crate::app::App, run: &str) -> std::path::PathBuf {
-    s.config.data_dir.join("bundles").join(run)
+/// Where the server keeps the bundle it exported for a run: `bundles/<run id>` in the data directory,
+/// for a well-formed run id of a run that exists (anything else, `%2F` and `..` included, is refused
+/// before any directory is made or read).
+pub async fn bundle_dir(s: &crate::app::App, run: &str) -> ApiResult<std::path::PathBuf> {
+    if !is_run_id(run) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{run:?} is not a run id (run- and hex digits)"),
+        ));
+    }
+    let row = s.run_row(run).await?;
+    Ok(s.config.data_dir.join("bundles").join(&row.id))
+}
+
+/// `run-` followed by 1 to 64 lowercase hex digits: the only shape of a run id.
+pub fn is_run_id(s: &str) -> bool {
+    s.strip_prefix("run-").is_some_and(|h| {
+        (1..=64).contains(&h.len())
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 async fn export(
@@ -561,7 +579,7 @@ async fn export(
 ) -> ApiResult<Json<Value>> {
     c.require(EXPORT)?;
     let app = s.app().await;
-    let dir = bundle_dir(&app, &run);
+    let dir = bundle_dir(&app, &run).await?;
     create_parent(&dir)?;
     let exported = app.export_release(&c.user, &run, &s.policy, &dir).await?;
     Ok(Json(json!(exported)))
@@ -576,8 +594,8 @@ pub fn create_parent(dir: &std::path::Path) -> ApiResult<()> {
     Ok(())
 }
 
-/// The exported bundle of a run as a tar file, made in memory from the directory `export` wrote.
-pub async fn bundle_tar(app: &crate::app::App, run: &str) -> ApiResult<Vec<u8>> {
+/// The directory of a run's exported bundle, checked to be released and present on this server.
+async fn released_bundle(app: &crate::app::App, run: &str) -> ApiResult<std::path::PathBuf> {
     let status = app.release_status(run).await?;
     if status.release.as_ref().map(|r| r.state.as_str()) != Some("released") {
         return Err(ApiError::new(
@@ -585,24 +603,81 @@ pub async fn bundle_tar(app: &crate::app::App, run: &str) -> ApiResult<Vec<u8>> 
             format!("run {run} is {}, not released: export it first", status.stage),
         ));
     }
-    let dir = bundle_dir(app, run);
+    let dir = bundle_dir(app, run).await?;
     if !dir.join("manifest.json").exists() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("run {run} was released but its bundle is not on this server: export it again"),
         ));
     }
+    Ok(dir)
+}
+
+/// Bytes of tar output sent on at a time.
+const TAR_CHUNK: usize = 256 * 1024;
+
+/// A `Write` that hands what the tar builder writes to the response in chunks, so a download never
+/// holds the bundle in memory (the review saw every download build the whole tar first).
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(TAR_CHUNK));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the download was closed"))
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= TAR_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// The exported bundle of a run as a tar stream, packed from the directory `export` wrote while it is
+/// sent.
+pub async fn bundle_tar_body(app: &crate::app::App, run: &str) -> ApiResult<axum::body::Body> {
+    let dir = released_bundle(app, run).await?;
     let name = format!("lethe-release-{run}");
-    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut b = tar::Builder::new(Vec::new());
-        b.mode(tar::HeaderMode::Deterministic);
-        b.append_dir_all(&name, &dir)?;
-        b.into_inner()
-    })
-    .await
-    .map_err(anyhow::Error::from)?
-    .map_err(|e| anyhow::Error::from(e).context("cannot pack the bundle"))?;
-    Ok(tar)
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChunkSender {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(TAR_CHUNK),
+        };
+        let packed = (|| -> std::io::Result<()> {
+            let mut b = tar::Builder::new(&mut w);
+            b.mode(tar::HeaderMode::Deterministic);
+            b.append_dir_all(&name, &dir)?;
+            b.finish()
+        })()
+        .and_then(|()| std::io::Write::flush(&mut w));
+        if let Err(e) = packed {
+            // The client sees a cut download, not a well-formed tar with files missing.
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) },
+        );
+    Ok(axum::body::Body::from_stream(stream))
 }
 
 async fn bundle(
@@ -612,7 +687,7 @@ async fn bundle(
 ) -> ApiResult<Response> {
     c.require(READ)?;
     let app = s.app().await;
-    let tar = bundle_tar(&app, &run).await?;
+    let body = bundle_tar_body(&app, &run).await?;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -621,13 +696,45 @@ async fn bundle(
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"lethe-release-{run}.tar\"")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok((headers, tar).into_response())
+    Ok((headers, body).into_response())
+}
+
+/// Verification results of bundles on this server, by directory, with what they were computed over:
+/// the SHA-256 of the manifest and every file's name, size and modification time. A page view of a
+/// release whose bundle has not changed is answered from here, without hashing the model again.
+type VerifyCache = std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, (String, Value)>>;
+
+fn verify_cache() -> &'static VerifyCache {
+    static CACHE: std::sync::OnceLock<VerifyCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// What a bundle directory's verification depends on, cheaply: the manifest's digest and each file's
+/// name, size and modification time.
+fn bundle_fingerprint(dir: &std::path::Path, public_key: &str) -> std::io::Result<String> {
+    let manifest = std::fs::read(dir.join("manifest.json"))?;
+    let mut parts = vec![
+        crate::release::bundle::sha256_hex(&manifest),
+        public_key.to_string(),
+    ];
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let m = e.metadata()?;
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        parts.push(format!("{}:{}:{mtime}", e.file_name().to_string_lossy(), m.len()));
+    }
+    Ok(crate::release::bundle::sha256_hex(parts.join("\n").as_bytes()))
 }
 
 /// Whether the bundle this server exported for `run` still verifies against the signing key: `ok` and a
 /// sentence for people.
 pub async fn verify_on_server(app: &crate::app::App, run: &str, public_key: &str) -> ApiResult<Value> {
-    let dir = bundle_dir(app, run);
+    let dir = bundle_dir(app, run).await?;
     if !dir.join("manifest.json").exists() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -635,17 +742,31 @@ pub async fn verify_on_server(app: &crate::app::App, run: &str, public_key: &str
         ));
     }
     let pk = public_key.to_string();
-    let r = tokio::task::spawn_blocking(move || crate::app::release::verify_bundle(&dir, &pk))
-        .await
-        .map_err(anyhow::Error::from)?;
-    Ok(match r {
-        Ok(_) => {
-            json!({ "ok": true, "message": "The bundle on this server verifies: every file matches the signed manifest." })
+    let r = tokio::task::spawn_blocking(move || -> Value {
+        let fp = bundle_fingerprint(&dir, &pk).ok();
+        if let (Some(fp), Ok(cache)) = (&fp, verify_cache().lock()) {
+            if let Some((seen, v)) = cache.get(&dir) {
+                if seen == fp {
+                    return v.clone();
+                }
+            }
         }
-        Err(e) => {
-            json!({ "ok": false, "message": format!("The bundle on this server does NOT verify: {e:#}") })
+        let v = match crate::app::release::verify_bundle(&dir, &pk) {
+            Ok(_) => {
+                json!({ "ok": true, "message": "The bundle on this server verifies: every file matches the signed manifest." })
+            }
+            Err(e) => {
+                json!({ "ok": false, "message": format!("The bundle on this server does NOT verify: {e:#}") })
+            }
+        };
+        if let (Some(fp), Ok(mut cache)) = (fp, verify_cache().lock()) {
+            cache.insert(dir, (fp, v.clone()));
         }
+        v
     })
+    .await
+    .map_err(anyhow::Error::from)?;
+    Ok(r)
 }
 
 async fn verify(

@@ -10,7 +10,7 @@
 //!
 //! A cookie rides along on requests another site makes the browser send, so every state-changing request
 //! made with the cookie must carry the session's CSRF token (header `X-CSRF-Token`, form field `_csrf`,
-//! or `?_csrf=` for file uploads) and, when the browser names its Origin, come from this origin. A bearer
+//! or `?_csrf=` for the console's file upload only) and, when the browser names its Origin, come from this origin. A bearer
 //! token is never sent by a browser on its own, so bearer requests need no CSRF token.
 
 use std::collections::{HashMap, VecDeque};
@@ -282,7 +282,15 @@ async fn csrf_ok(req: Request, expected: &str) -> (bool, Option<Request>) {
         let ok = same(v, expected);
         return (ok, Some(req));
     }
-    if let Some(q) = req.uri().query() {
+    // A file upload's form cannot be read before the check without buffering the files, so the
+    // console's upload form (and only it) carries the token in its action's query string.
+    let is_upload = req.uri().path() == UPLOAD_PATH
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if let (true, Some(q)) = (is_upload, req.uri().query()) {
         if let Some(v) = form_field(q, "_csrf") {
             let ok = same(&v, expected);
             return (ok, Some(req));
@@ -310,6 +318,9 @@ async fn csrf_ok(req: Request, expected: &str) -> (bool, Option<Request>) {
     )
 }
 
+/// The console's corpus upload: the one route whose CSRF token comes in the query string.
+const UPLOAD_PATH: &str = "/corpora";
+
 fn form_field(encoded: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(encoded.as_bytes())
         .find(|(k, _)| k == name)
@@ -318,52 +329,114 @@ fn form_field(encoded: &str, name: &str) -> Option<String> {
 
 /// Failed sign-ins per account and per address over a sliding window, in memory: a restart forgets
 /// them, which costs an attacker a restart per handful of guesses, not a way around the limit.
+///
+/// An attempt is reserved before its password is checked ([`Throttle::reserve`]): the failures in the
+/// window and the checks still in flight count together against the limit, so parallel guesses cannot
+/// all be checked before the first failure is recorded; and at most [`ACCOUNT_IN_FLIGHT`] checks per
+/// account and [`ADDRESS_IN_FLIGHT`] per address run at once.
 #[derive(Default)]
 pub struct Throttle {
-    failures: Mutex<HashMap<String, VecDeque<i64>>>,
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Default)]
+struct ThrottleState {
+    failures: HashMap<String, VecDeque<i64>>,
+    in_flight: HashMap<String, usize>,
+}
+
+/// Password checks of one account that may run at once.
+pub const ACCOUNT_IN_FLIGHT: usize = 1;
+/// Password checks from one address that may run at once.
+pub const ADDRESS_IN_FLIGHT: usize = 4;
+
+/// A reserved sign-in attempt: resolve it with [`Attempt::failed`] or [`Attempt::succeeded`]; dropped
+/// unresolved (an error before the check finished), it only frees its slot.
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    keys: Vec<(String, usize, usize)>,
 }
 
 impl Throttle {
-    /// Seconds to wait before the next try, if either limit is reached.
-    pub fn retry_after(&self, username: &str, addr: Option<&str>, now: i64) -> Option<u64> {
-        let Ok(mut map) = self.failures.lock() else {
-            return None;
+    /// Reserves an attempt, or the seconds to wait when a limit is reached (failures in the window plus
+    /// checks in flight, or too many checks in flight).
+    pub fn reserve(&self, username: &str, addr: Option<&str>, now: i64) -> Result<Attempt<'_>, u64> {
+        let keys = keys(username, addr);
+        let Ok(mut st) = self.state.lock() else {
+            return Err(1);
         };
-        let mut wait = None;
-        for (key, limit) in keys(username, addr) {
-            if let Some(q) = map.get_mut(&key) {
-                while q.front().is_some_and(|&t| t <= now - THROTTLE_WINDOW_MS) {
-                    q.pop_front();
-                }
-                if q.len() >= limit {
-                    let oldest = q.front().copied().unwrap_or(now);
-                    let s = ((oldest + THROTTLE_WINDOW_MS - now).max(1000) / 1000) as u64;
-                    wait = Some(wait.map_or(s, |w: u64| w.max(s)));
-                }
+        let mut wait: Option<u64> = None;
+        for (key, limit, cap) in &keys {
+            let flying = st.in_flight.get(key).copied().unwrap_or(0);
+            let q = st.failures.entry(key.clone()).or_default();
+            while q.front().is_some_and(|&t| t <= now - THROTTLE_WINDOW_MS) {
+                q.pop_front();
+            }
+            let s = if q.len() >= *limit {
+                let oldest = q.front().copied().unwrap_or(now);
+                Some(((oldest + THROTTLE_WINDOW_MS - now).max(1000) / 1000) as u64)
+            } else if q.len() + flying >= *limit || flying >= *cap {
+                Some(1)
+            } else {
+                None
+            };
+            if let Some(s) = s {
+                wait = Some(wait.map_or(s, |w| w.max(s)));
             }
         }
-        wait
+        if let Some(w) = wait {
+            return Err(w);
+        }
+        for (key, _, _) in &keys {
+            *st.in_flight.entry(key.clone()).or_default() += 1;
+        }
+        Ok(Attempt { throttle: self, keys })
     }
 
-    pub fn failed(&self, username: &str, addr: Option<&str>, now: i64) {
-        if let Ok(mut map) = self.failures.lock() {
-            for (key, _) in keys(username, addr) {
-                map.entry(key).or_default().push_back(now);
+    /// Seconds to wait before the next try, if a limit is reached (reserves nothing).
+    pub fn retry_after(&self, username: &str, addr: Option<&str>, now: i64) -> Option<u64> {
+        self.reserve(username, addr, now).err()
+    }
+}
+
+impl Attempt<'_> {
+    /// The password was wrong: a failure for the account and the address.
+    pub fn failed(self, now: i64) {
+        if let Ok(mut st) = self.throttle.state.lock() {
+            for (key, _, _) in &self.keys {
+                st.failures.entry(key.clone()).or_default().push_back(now);
             }
         }
     }
 
-    pub fn succeeded(&self, username: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(&format!("user:{username}"));
+    /// The password was right: the account's failures are forgotten.
+    pub fn succeeded(self) {
+        if let (Ok(mut st), Some((key, _, _))) = (self.throttle.state.lock(), self.keys.first()) {
+            st.failures.remove(key);
         }
     }
 }
 
-fn keys(username: &str, addr: Option<&str>) -> Vec<(String, usize)> {
-    let mut k = vec![(format!("user:{username}"), ACCOUNT_LIMIT)];
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.throttle.state.lock() {
+            for (key, _, _) in &self.keys {
+                if let Some(n) = st.in_flight.get_mut(key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        st.in_flight.remove(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The throttle's keys for an attempt: (key, failure limit, checks in flight).
+fn keys(username: &str, addr: Option<&str>) -> Vec<(String, usize, usize)> {
+    let mut k = vec![(format!("user:{username}"), ACCOUNT_LIMIT, ACCOUNT_IN_FLIGHT)];
     if let Some(a) = addr {
-        k.push((format!("addr:{a}"), ADDRESS_LIMIT));
+        k.push((format!("addr:{a}"), ADDRESS_LIMIT, ADDRESS_IN_FLIGHT));
     }
     k
 }
@@ -378,12 +451,16 @@ pub async fn sign_in(
     via: &str,
 ) -> ApiResult<(User, String, String)> {
     let now = now_ms();
-    if let Some(wait) = state.throttle.retry_after(username, addr, now) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("too many failed sign-ins; try again in {wait} s"),
-        ));
-    }
+    // The attempt is reserved before the password is checked, so parallel guesses count at once.
+    let attempt = match state.throttle.reserve(username, addr, now) {
+        Ok(a) => a,
+        Err(wait) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed sign-ins; try again in {wait} s"),
+            ))
+        }
+    };
     let app = state.app().await;
     let user = match app.authenticate(username, password, via).await {
         Ok(u) => u,
@@ -393,14 +470,14 @@ pub async fn sign_in(
             {
                 return Err(e.into());
             }
-            state.throttle.failed(username, addr, now);
+            attempt.failed(now);
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "wrong user name or password, or the account is disabled",
             ));
         }
     };
-    state.throttle.succeeded(username);
+    attempt.succeeded();
     let token = crate::vault::random_hex(32).map_err(anyhow::Error::from)?;
     let csrf = crate::vault::random_hex(32).map_err(anyhow::Error::from)?;
     app.store
@@ -440,8 +517,7 @@ mod tests {
     fn throttle_counts_per_account_and_address() {
         let t = Throttle::default();
         for _ in 0..ACCOUNT_LIMIT {
-            assert_eq!(t.retry_after("rita", Some("10.0.0.1"), 1_000), None);
-            t.failed("rita", Some("10.0.0.1"), 1_000);
+            t.reserve("rita", Some("10.0.0.1"), 1_000).unwrap().failed(1_000);
         }
         let wait = t.retry_after("rita", Some("10.0.0.2"), 2_000).unwrap();
         assert!((890..=900).contains(&wait), "{wait}");
@@ -450,9 +526,38 @@ mod tests {
         assert_eq!(t.retry_after("rita", None, 1_000 + THROTTLE_WINDOW_MS + 1), None);
         // The address limit holds across accounts.
         for i in 0..ADDRESS_LIMIT {
-            t.failed(&format!("u{i}"), Some("10.0.0.9"), 5_000);
+            t.reserve(&format!("u{i}"), Some("10.0.0.9"), 5_000)
+                .unwrap()
+                .failed(5_000);
         }
         assert!(t.retry_after("fresh", Some("10.0.0.9"), 5_000).is_some());
+    }
+
+    /// The security review's medium finding 3: 40 parallel wrong passwords were all checked against a
+    /// limit of 5, because a failure was recorded only after the slow check. Attempts are reserved
+    /// first: while one check of an account is in flight, the next is refused.
+    #[test]
+    fn parallel_attempts_are_reserved_before_the_check() {
+        let t = Throttle::default();
+        let first = t.reserve("rita", Some("10.0.0.1"), 1_000).unwrap();
+        for _ in 0..40 {
+            assert_eq!(t.reserve("rita", Some("10.0.0.2"), 1_000).err(), Some(1));
+        }
+        first.failed(1_000);
+        // One at a time, the limit holds: five checks in all, then the window's wait.
+        let mut checked = 1;
+        while let Ok(a) = t.reserve("rita", Some("10.0.0.3"), 1_000) {
+            a.failed(1_000);
+            checked += 1;
+        }
+        assert_eq!(checked, ACCOUNT_LIMIT);
+        // Checks from one address are capped in flight across accounts too.
+        let held: Vec<_> = (0..ADDRESS_IN_FLIGHT)
+            .map(|i| t.reserve(&format!("a{i}"), Some("10.0.0.7"), 1_000).unwrap())
+            .collect();
+        assert!(t.reserve("another", Some("10.0.0.7"), 1_000).is_err());
+        drop(held);
+        assert!(t.reserve("another", Some("10.0.0.7"), 1_000).is_ok());
     }
 
     #[test]

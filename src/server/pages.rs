@@ -1191,7 +1191,7 @@ async fn release_page(State(s): State<AppState>, Viewer(c): Viewer, Path(run): P
             && st.release.as_ref().is_none_or(|r| matches!(r.state.as_str(), "rejected" | "void"));
         let can_review = REVIEW.contains(&c.user.role) && open && !reviewed;
         let can_export = EXPORT.contains(&c.user.role) && (approved || released);
-        let bundle_ready = released && api::bundle_dir(&app, &run).join("manifest.json").exists();
+        let bundle_ready = released && api::bundle_dir(&app, &run).await?.join("manifest.json").exists();
         let public_key = app.signing_public_key()?;
         let verified = if bundle_ready {
             Some(api::verify_on_server(&app, &run, &public_key).await?)
@@ -1265,7 +1265,7 @@ async fn export(State(s): State<AppState>, Viewer(c): Viewer, Path(run): Path<St
     page(&s, &c, &back, async {
         c.require(EXPORT)?;
         let app = s.app().await;
-        let dir = api::bundle_dir(&app, &run);
+        let dir = api::bundle_dir(&app, &run).await?;
         api::create_parent(&dir)?;
         app.export_release(&c.user, &run, &s.policy, &dir).await?;
         Ok(see(&back))

@@ -118,16 +118,19 @@ impl<'a> Releases<'a> {
 
     /// The run's newest request, whatever its state.
     pub async fn latest(&self, run_id: &str) -> Result<Option<ReleaseRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM releases WHERE run_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
+        Ok(self.for_run(run_id).await?.pop())
+    }
+
+    /// Every request of the run, oldest first: its release history.
+    pub async fn for_run(&self, run_id: &str) -> Result<Vec<ReleaseRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM releases WHERE run_id = $1 ORDER BY created_at, id"
         ))
         .bind(run_id)
-        .fetch_optional(self.store.pool())
+        .fetch_all(self.store.pool())
         .await
-        .map_err(StoreError::query("reading a release"))?
-        .as_ref()
-        .map(ReleaseRow::from_row)
-        .transpose()
+        .map_err(StoreError::query("reading a run's releases"))?;
+        rows.iter().map(ReleaseRow::from_row).collect()
     }
 
     pub async fn reviews(&self, release_id: &str) -> Result<Vec<ReviewRow>, StoreError> {

@@ -52,7 +52,7 @@ impl FromStr for Role {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Clone, serde::Serialize)]
 pub struct User {
     pub id: String,
     pub username: String,
@@ -62,6 +62,21 @@ pub struct User {
     pub must_change_password: bool,
     pub disabled: bool,
     pub created_at: i64,
+}
+
+/// Everything but the password hash, which no log line should carry.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("password_hash", &"<redacted>")
+            .field("must_change_password", &self.must_change_password)
+            .field("disabled", &self.disabled)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 impl User {
@@ -193,6 +208,53 @@ impl<'a> Users<'a> {
             .await
             .map_err(StoreError::query("changing a role"))?;
         Ok(())
+    }
+
+    /// Changes a role and the disabled flag, unless that would leave no enabled admin: `Ok(false)`
+    /// then, and nothing changed. Atomic against a concurrent change of another admin (the review
+    /// found two admins disabling each other at once left none): on PostgreSQL the enabled admins' rows
+    /// are locked first, on SQLite the write lock is taken at the start.
+    pub async fn set_role_keeping_an_admin(
+        &self,
+        user_id: &str,
+        role: Role,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        let q = || StoreError::query("changing a role");
+        let mut tx = match self.store.engine() {
+            super::Engine::Sqlite => self.store.pool().begin_with("BEGIN IMMEDIATE").await,
+            super::Engine::Postgres => self.store.pool().begin().await,
+        }
+        .map_err(q())?;
+        let lock = match self.store.engine() {
+            super::Engine::Sqlite => "SELECT id FROM users WHERE role = 'admin' AND disabled = 0",
+            super::Engine::Postgres => {
+                "SELECT id FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id FOR UPDATE"
+            }
+        };
+        let admins: Vec<String> = sqlx::query(lock)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q())?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()
+            .map_err(q())?;
+        let stays = role == Role::Admin && !disabled;
+        let others = admins.iter().filter(|id| id.as_str() != user_id).count();
+        if !stays && admins.iter().any(|id| id == user_id) && others == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE users SET role = $1, disabled = $2, updated_at = $3 WHERE id = $4")
+            .bind(role.as_str())
+            .bind(i64::from(disabled))
+            .bind(now_ms())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(q())?;
+        tx.commit().await.map_err(q())?;
+        Ok(true)
     }
 
     /// Enabled admins: the last one may not be demoted or disabled.

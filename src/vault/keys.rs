@@ -298,17 +298,7 @@ impl MasterKeyRing {
     /// Replaces the key file at `path` with this ring: written to a 0600 temporary file, fsynced, then
     /// renamed over the old one, so a crash leaves either the old ring or the new one, never half of one.
     pub fn replace_file(&self, path: &Path) -> Result<(), VaultError> {
-        let tmp = path.with_extension("key.new");
-        let _ = fs::remove_file(&tmp);
-        write_secret_file(&tmp, self.to_document()?.as_bytes())?;
-        fs::rename(&tmp, path).map_err(|source| VaultError::KeyWrite {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if let Some(dir) = path.parent() {
-            let _ = fs::File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok(())
+        replace_secret_file(path, self.to_document()?.as_bytes())
     }
 
     /// Unwraps `wrapped` and wraps it again under the current version.
@@ -427,6 +417,32 @@ pub fn check_owner_only(path: &Path) -> Result<(), VaultError> {
 
 /// Creates `path` with mode 0600 from the first byte on (never a moment world-readable), fsyncs it, and
 /// refuses to replace an existing file.
+/// Replaces the secret file at `path` with `bytes`: written to a 0600 temporary file of a name no
+/// other process uses (process id and random digits: two rotations at once once raced on a shared
+/// name), fsynced, renamed over the old one, and the directory synced.
+pub fn replace_secret_file(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+    let tmp = path.with_extension(format!(
+        "key.new.{}.{}",
+        std::process::id(),
+        super::random_hex(6)?
+    ));
+    if let Err(e) = write_secret_file(&tmp, bytes) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Err(source) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(VaultError::KeyWrite {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    if let Some(dir) = path.parent() {
+        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
 pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     let io_err = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {

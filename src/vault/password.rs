@@ -44,6 +44,22 @@ fn hash_with(password: &str, iterations: u32) -> Result<String, VaultError> {
     ))
 }
 
+/// What a sign-in checks a password against when there is no usable stored hash (an unknown user
+/// name, an account without a password): a well-formed hash at the full cost whose password nobody
+/// knows (its bytes are not the output of any password chosen here), so that an unknown name costs
+/// the same time as a real one and the answer's timing does not say which names exist.
+pub const DUMMY_HASH: &str =
+    "pbkdf2-sha256$600000$bGV0aGUtZHVtbXktc2FsdA$h0Q3cGJUnVH6HdyMmeVjfUWk1aV0mN5aP1uGkq7yH0c";
+
+/// The iteration count of a stored hash, when it is well formed.
+pub fn iterations(stored: &str) -> Option<u32> {
+    let mut parts = stored.split('$');
+    match (parts.next(), parts.next()) {
+        (Some(SCHEME), Some(iter)) => iter.parse().ok(),
+        _ => None,
+    }
+}
+
 /// True when `password` matches `stored`; false for a wrong password and for a malformed stored hash
 /// (which must never let anyone in).
 pub fn verify(password: &str, stored: &str) -> bool {
@@ -134,5 +150,15 @@ mod tests {
         assert_eq!(a.len(), 23);
         assert_eq!(a.matches('-').count(), 3);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does_and_admits_nobody() {
+        assert_eq!(iterations(DUMMY_HASH), Some(ITERATIONS));
+        let real = hash("x").unwrap();
+        assert_eq!(iterations(&real), iterations(DUMMY_HASH));
+        for guess in ["", "password", "lethe", "dummy"] {
+            assert!(!verify(guess, DUMMY_HASH));
+        }
     }
 }

@@ -79,13 +79,7 @@ impl Signer {
         file.wrapped = ring.rewrap(&file.wrapped, PURPOSE)?;
         let text = serde_json::to_string_pretty(&file)
             .map_err(|e| VaultError::SigningKeyMalformed(e.to_string()))?;
-        let tmp = path.with_extension("key.new");
-        let _ = fs::remove_file(&tmp);
-        write_secret_file(&tmp, text.as_bytes())?;
-        fs::rename(&tmp, path).map_err(|source| VaultError::KeyWrite {
-            path: path.to_path_buf(),
-            source,
-        })
+        super::keys::replace_secret_file(path, text.as_bytes())
     }
 
     /// The master key version the stored key is wrapped by.
