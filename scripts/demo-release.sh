@@ -28,6 +28,6 @@ as rita release export --run "$run" --policy "$policy" --out "$data/bundle"
 lethe release verify "$data/bundle" --public-key "$(lethe keys public)"
 ls -l "$data/bundle"
 
-echo "== lethe ledger verify (every step above is an entry)"
-lethe ledger verify
+echo "== lethe ledger verify (every step above is an entry), also against the head the bundle carries"
+lethe ledger verify --against "$data/bundle"
 lethe ledger show | tail -8

@@ -269,6 +269,16 @@ impl App {
         let rel = self.open_release(run_id, policy).await?;
         let run = self.run_row(&rel.run_id).await?;
         release::may_review(user, &rel, run.created_by.as_deref())?;
+        if approve {
+            // The account as it is now (a role change since sign-in counts).
+            let current = self.user(&user.username).await?;
+            release::may_approve(
+                &current,
+                &rel,
+                crate::store::now_ms(),
+                policy.approvals.admin_cooldown_days,
+            )?;
+        }
         match self
             .store
             .releases()
@@ -665,6 +675,8 @@ mod sign_in_tests {
             must_change_password: false,
             disabled: false,
             created_at: 0,
+            role_since: 0,
+            admin_until: 0,
         }
     }
 

@@ -115,6 +115,8 @@ struct ApprovalsFile {
     role: Spanned<String>,
     #[serde(default)]
     allow_waiver: bool,
+    #[serde(default)]
+    admin_cooldown_days: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,7 +187,12 @@ pub struct Approvals {
     pub role: Role,
     /// Whether a failed gate may be released with a waiver (one approval more, a written justification).
     pub allow_waiver: bool,
+    /// An account that held admin rights within this many days may not approve (0: no wait).
+    pub admin_cooldown_days: u32,
 }
+
+/// Days an account that was an admin waits before it may approve, when the policy does not say.
+pub const DEFAULT_ADMIN_COOLDOWN_DAYS: u32 = 30;
 
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -402,6 +409,21 @@ impl Policy {
                 "approvals.role = \"auditor\": auditors only read; approving is a reviewer's (or admin's) act".into(),
             ));
         }
+        let admin_cooldown_days = match &a.admin_cooldown_days {
+            None => DEFAULT_ADMIN_COOLDOWN_DAYS,
+            Some(d) => match u32::try_from(*d.get_ref()) {
+                Ok(days) if days <= 3650 => days,
+                _ => {
+                    return Err(invalid(
+                        at(&d.span()),
+                        format!(
+                            "approvals.admin_cooldown_days = {} must be between 0 and 3650",
+                            d.get_ref()
+                        ),
+                    ))
+                }
+            },
+        };
         let resolve = |p: &str| match dir {
             Some(d) => d.join(p),
             None => std::path::PathBuf::from(p),
@@ -429,6 +451,7 @@ impl Policy {
                 required: required as usize,
                 role,
                 allow_waiver: a.allow_waiver,
+                admin_cooldown_days,
             },
         })
     }

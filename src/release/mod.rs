@@ -62,6 +62,34 @@ pub fn may_review(user: &User, release: &ReleaseRow, trained_by: Option<&str>) -
     Ok(())
 }
 
+/// What an approval needs beyond [`may_review`], from the account's history: its approving role was
+/// not granted after the request was made (no reviewer made for the occasion), and it has not been an
+/// admin within `admin_cooldown_days` (no admin who demotes itself to approve). `now` in ms.
+pub fn may_approve(
+    user: &User,
+    release: &ReleaseRow,
+    now: i64,
+    admin_cooldown_days: u32,
+) -> Result<(), Refused> {
+    if user.role_since > release.created_at {
+        return Err(Refused(format!(
+            "{} was given the {} role after release {} was requested, so may not approve it",
+            user.username, user.role, release.id
+        )));
+    }
+    let cooldown_ms = i64::from(admin_cooldown_days) * 86_400_000;
+    if user.admin_until > 0 && now - user.admin_until < cooldown_ms {
+        let days_left = (user.admin_until + cooldown_ms - now + 86_399_999) / 86_400_000;
+        return Err(Refused(format!(
+            "{} held admin rights until {}; the policy lets a former admin approve only {admin_cooldown_days} \
+             days later ({days_left} more)",
+            user.username,
+            crate::ledger::format_time(user.admin_until)
+        )));
+    }
+    Ok(())
+}
+
 /// Approvals a request needs: the policy's count, or one more with a waiver. A failed gate without a
 /// waiver, a waiver the policy does not allow, or one without a written justification is refused.
 pub fn required_approvals(
@@ -122,6 +150,8 @@ mod tests {
             must_change_password: false,
             disabled: false,
             created_at: 0,
+            role_since: 0,
+            admin_until: 0,
         }
     }
 
@@ -161,6 +191,29 @@ mod tests {
         let mut off = user("rita", Role::Reviewer);
         off.disabled = true;
         assert!(may_review(&off, &r, None).is_err());
+    }
+
+    /// The security review's high finding 1 (in part): an admin demoted itself to reviewer and
+    /// approved; reviewer accounts made after a request approved it.
+    #[test]
+    fn former_admins_and_reviewers_made_after_the_request_may_not_approve() {
+        let r = release(); // requested at 0
+        let day = 86_400_000;
+        let mut u = user("rita", Role::Reviewer);
+        u.role_since = -5;
+        assert_eq!(may_approve(&u, &r, 100 * day, 30), Ok(()));
+        u.role_since = 10;
+        let e = may_approve(&u, &r, 100 * day, 30).unwrap_err();
+        assert!(e.0.contains("after release"), "{e}");
+        u.role_since = -5;
+        u.admin_until = 90 * day;
+        let e = may_approve(&u, &r, 100 * day, 30).unwrap_err();
+        assert!(
+            e.0.contains("held admin rights") && e.0.contains("(20 more)"),
+            "{e}"
+        );
+        assert_eq!(may_approve(&u, &r, 120 * day, 30), Ok(()));
+        assert_eq!(may_approve(&u, &r, 100 * day, 0), Ok(()));
     }
 
     /// The security review's low finding 13: `lethe train` without `--user` recorded no trainer, so

@@ -62,6 +62,10 @@ pub struct User {
     pub must_change_password: bool,
     pub disabled: bool,
     pub created_at: i64,
+    /// When the account got its current role (ms; 0: before the appliance kept track).
+    pub role_since: i64,
+    /// When the account last stopped being an admin (ms; 0: never, as far as the appliance knows).
+    pub admin_until: i64,
 }
 
 /// Everything but the password hash, which no log line should carry.
@@ -75,6 +79,8 @@ impl std::fmt::Debug for User {
             .field("must_change_password", &self.must_change_password)
             .field("disabled", &self.disabled)
             .field("created_at", &self.created_at)
+            .field("role_since", &self.role_since)
+            .field("admin_until", &self.admin_until)
             .finish()
     }
 }
@@ -106,12 +112,37 @@ impl User {
             created_at: row
                 .try_get("created_at")
                 .map_err(StoreError::query("reading a user"))?,
+            role_since: row
+                .try_get("role_since")
+                .map_err(StoreError::query("reading a user"))?,
+            admin_until: row
+                .try_get("admin_until")
+                .map_err(StoreError::query("reading a user"))?,
         })
     }
 }
 
 pub(super) const COLUMNS: &str =
-    "id, username, role, password_hash, must_change_password, disabled, created_at";
+    "id, username, role, password_hash, must_change_password, disabled, created_at, role_since, admin_until";
+
+/// The statement that sets a role and the disabled flag, keeping the role's history: `role_since`
+/// moves when the role changes, `admin_until` when an admin stops being one.
+fn role_update<'q>(
+    user_id: &'q str,
+    role: Role,
+    disabled: bool,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "UPDATE users SET role = $1, disabled = $2, updated_at = $3, \
+         role_since = CASE WHEN role = $1 THEN role_since ELSE $3 END, \
+         admin_until = CASE WHEN role = 'admin' AND $1 <> 'admin' THEN $3 ELSE admin_until END \
+         WHERE id = $4",
+    )
+    .bind(role.as_str())
+    .bind(i64::from(disabled))
+    .bind(now_ms())
+    .bind(user_id)
+}
 
 /// Repository over `users`.
 pub struct Users<'a> {
@@ -134,8 +165,8 @@ impl<'a> Users<'a> {
         let now = now_ms();
         let id = new_id("u");
         let result = sqlx::query(
-            "INSERT INTO users (id, username, role, password_hash, must_change_password, disabled, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+            "INSERT INTO users (id, username, role, password_hash, must_change_password, disabled, created_at, updated_at, role_since) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $6)",
         )
         .bind(&id)
         .bind(username)
@@ -165,6 +196,8 @@ impl<'a> Users<'a> {
             must_change_password,
             disabled: false,
             created_at: now,
+            role_since: now,
+            admin_until: 0,
         })
     }
 
@@ -199,11 +232,7 @@ impl<'a> Users<'a> {
 
     /// Changes a role and the disabled flag together; the change a console admin makes in one form.
     pub async fn set_role(&self, user_id: &str, role: Role, disabled: bool) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET role = $1, disabled = $2, updated_at = $3 WHERE id = $4")
-            .bind(role.as_str())
-            .bind(i64::from(disabled))
-            .bind(now_ms())
-            .bind(user_id)
+        role_update(user_id, role, disabled)
             .execute(self.store.pool())
             .await
             .map_err(StoreError::query("changing a role"))?;
@@ -245,11 +274,7 @@ impl<'a> Users<'a> {
         if !stays && admins.iter().any(|id| id == user_id) && others == 0 {
             return Ok(false);
         }
-        sqlx::query("UPDATE users SET role = $1, disabled = $2, updated_at = $3 WHERE id = $4")
-            .bind(role.as_str())
-            .bind(i64::from(disabled))
-            .bind(now_ms())
-            .bind(user_id)
+        role_update(user_id, role, disabled)
             .execute(&mut *tx)
             .await
             .map_err(q())?;
