@@ -473,3 +473,38 @@ on_both_engines!(
     witness_proofs,
     super::witnesses_check_consistency_and_inclusion_without_the_log
 );
+
+/// A ledger upgraded from a version that signed checkpoints without a tree root: a head for a bundle
+/// or a witness is a new, rooted one (after a `ledger.anchor` entry), and the ledger still verifies.
+async fn a_head_signed_before_the_tree_gets_a_new_rooted_head(db: &TestDb) {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = signer(tmp.path());
+    let store = db.open().await;
+    append_n(&store, &s, 3).await;
+    let head = store.ledger().head().await.unwrap().unwrap();
+    let old = ledger::Checkpoint::sign(&head, head.at_ms, &|m: &[u8]| s.sign(m), &s.public_key_hex());
+    sqlx::query(
+        "INSERT INTO ledger_checkpoints (seq, head_hash, at_ms, public_key, signature) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(old.seq)
+    .bind(&old.head_hash)
+    .bind(old.at_ms)
+    .bind(&old.public_key)
+    .bind(&old.signature)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let (c, entries) = ledger::anchor_head(&store, &s, None).await.unwrap();
+    assert_eq!((c.seq, c.root.is_some()), (4, true), "{c:?}");
+    assert_eq!(entries.last().unwrap().action, "ledger.anchor");
+    let r = ledger::verify_store(&store, &s.public_key_hex())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.checkpoints_verified, r.roots_verified), (2, 1));
+    store.close().await;
+}
+on_both_engines!(
+    legacy_head,
+    super::a_head_signed_before_the_tree_gets_a_new_rooted_head
+);

@@ -172,6 +172,9 @@ pub mod action {
     pub const USER_PASSWORD: &str = "user.password";
     /// The host operator made an account an admin again because none was left (`lethe users recover`).
     pub const USER_RECOVER: &str = "user.recover";
+    /// A head was signed for a witness or a bundle where the newest entry carries only a checkpoint
+    /// from before the Merkle tree.
+    pub const LEDGER_ANCHOR: &str = "ledger.anchor";
     /// A corpus was ingested.
     pub const CORPUS_INGEST: &str = "corpus.ingest";
     /// Keys were rotated.
@@ -559,6 +562,7 @@ pub fn is_security_critical(action_name: &str) -> bool {
             | action::USER_DISABLE
             | action::USER_PASSWORD
             | action::USER_RECOVER
+            | action::LEDGER_ANCHOR
     )
 }
 
@@ -689,8 +693,21 @@ fn first_missing_checkpoint(
     limit: i64,
 ) -> Option<LedgerBreak> {
     let signed: std::collections::HashSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
-    let mut last = 0i64;
-    for e in entries.iter().take_while(|e| e.seq < limit) {
+    // Entries up to the newest checkpoint without a tree root (version 1) were appended before entries
+    // and their checkpoints were committed together: a crash then could leave a checkpoint unsigned,
+    // so the cadence is required only after it. (A forged version 1 row is still a bad checkpoint.)
+    let start = checkpoints
+        .iter()
+        .filter(|c| c.root.is_none())
+        .map(|c| c.seq)
+        .max()
+        .unwrap_or(0);
+    let mut last = start;
+    for e in entries
+        .iter()
+        .skip_while(|e| e.seq <= start)
+        .take_while(|e| e.seq < limit)
+    {
         let has = signed.contains(&e.seq);
         if !has && (due(last, e.seq, every) || is_security_critical(&e.action)) {
             let why = if is_security_critical(&e.action) {
@@ -2523,5 +2540,38 @@ mod tests {
         assert_eq!(kept, vec![6, 7, 8, 9, 10]);
         assert!(filter_since(&v, i64::MAX).is_empty());
         assert_eq!(filter_since(&v, i64::MIN).len(), 10);
+    }
+
+    /// The cadence is required after the newest checkpoint signed before the tree (a ledger upgraded
+    /// from a version that committed entries and checkpoints apart), and from the start otherwise; a
+    /// tree-rooted checkpoint is checked against the Merkle root of the entries it covers.
+    #[test]
+    fn the_cadence_starts_after_the_last_checkpoint_from_before_the_tree() {
+        let (v, cps) = ledger(40, 16); // version 1 checkpoints at 16 and 32; release.approve at 7, 14, ..., 35
+        assert_eq!(cps.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![16, 32]);
+        let b = verify_with(&v, &cps, &trusted(), Some(16)).unwrap_err();
+        assert_eq!((b.kind, b.seq), (BreakKind::MissingCheckpoint, 35), "{b}");
+        let k = key(1);
+        let sign = |m: &[u8]| k.sign(m).as_ref().to_vec();
+        let leaves = leaves(&v[..35]).unwrap();
+        let mut with_tree = cps.clone();
+        with_tree.push(Checkpoint::sign_tree(
+            &v[34],
+            &super::super::merkle::root(&leaves),
+            T0,
+            &sign,
+            &trusted(),
+        ));
+        let r = verify_with(&v, &with_tree, &trusted(), Some(16)).unwrap();
+        assert_eq!((r.checkpoints_verified, r.roots_verified), (3, 1));
+        // A tree-rooted checkpoint whose root is not the entries' is a rewrite.
+        let mut wrong = with_tree.clone();
+        let bad_root = super::super::merkle::root(&leaves[..34]);
+        wrong[2] = Checkpoint::sign_tree(&v[34], &bad_root, T0, &sign, &trusted());
+        let b = verify_with(&v, &wrong, &trusted(), Some(16)).unwrap_err();
+        assert_eq!(b.kind, BreakKind::Edited, "{b}");
+        // Without any version 1 checkpoint, the cadence holds from the first entry.
+        let b = verify_with(&v, &with_tree[2..], &trusted(), Some(16)).unwrap_err();
+        assert_eq!((b.kind, b.seq), (BreakKind::MissingCheckpoint, 7), "{b}");
     }
 }

@@ -176,12 +176,25 @@ pub async fn anchor_head(
                 detail: "the ledger is empty: there is no head to sign".into(),
             }));
         };
-        let existing = checkpoints
-            .iter()
-            .find(|c| c.seq == head.seq && c.root.is_some())
-            .cloned();
-        let c = match existing {
-            Some(c) => c,
+        let at_head = checkpoints.iter().find(|c| c.seq == head.seq).cloned();
+        let c = match at_head {
+            Some(c) if c.root.is_some() => c,
+            Some(_) => {
+                // The head has a checkpoint from before the tree, which has no root to hand out: record
+                // an entry (security-critical, so it is signed with its root) and take that head.
+                drop(tx);
+                append_anchored(
+                    store,
+                    signer,
+                    anchors,
+                    SYSTEM_ACTOR,
+                    action::LEDGER_ANCHOR,
+                    "ledger",
+                    serde_json::json!({ "reason": "a head with a Merkle tree root was asked for" }),
+                )
+                .await?;
+                continue;
+            }
             None => {
                 let root = merkle_root_of(&entries)?;
                 let sign = |m: &[u8]| signer.sign(m);
