@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::release::{as_user, gated_run, with_users, write_policy, LAX};
+use common::release::{gated_run, with_users, write_policy, LAX};
 use common::{fails_with, lethe, ok};
 use serde_json::{json, Value};
 
