@@ -1055,7 +1055,12 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
 /// (Accounts made before the request still need the dual control that is not built yet.)
 #[test]
 fn a_former_admin_and_a_reviewer_made_for_the_request_may_not_approve() {
-    let (tmp, data, pw) = with_users(&[("olga", "operator"), ("ada", "admin"), ("remy", "reviewer")]);
+    let (tmp, data, pw) = with_users(&[
+        ("olga", "operator"),
+        ("ada", "admin"),
+        ("remy", "reviewer"),
+        ("rex", "reviewer"),
+    ]);
     let policy = write_policy(tmp.path(), "lax.toml", LAX);
     let run = gated_run(tmp.path(), &data, ("olga", &pw["olga"]), &policy);
     let srv = Server::start(&data, &["--policy", policy.to_str().unwrap()]);
@@ -1105,6 +1110,19 @@ fn a_former_admin_and_a_reviewer_made_for_the_request_may_not_approve() {
     let r = approve(&tok["ada"]);
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("held admin rights"), "{}", r.body);
+    // The admin resets a reviewer's password after the request, receiving the one-time password, and
+    // approves as that reviewer: the reset counts as a new grant.
+    let r = call(
+        &tok["admin"],
+        "POST",
+        "/api/v1/users/rex/reset-password",
+        Body::None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (rex, _) = sign_in(b, "rex", r.json()["one_time_password"].as_str().unwrap());
+    let r = approve(&rex);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("password reset"), "{}", r.body);
     // A reviewer who was one before the request, and never an admin, approves.
     let r = approve(&tok["remy"]);
     assert_eq!(r.status, 200, "{}", r.body);

@@ -80,7 +80,8 @@ impl App {
         let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
             .await
             .context("hashing the password was interrupted")??;
-        self.store.users().set_password(&target.id, &hash, true).await?;
+        // The reset counts as a new grant of the account's role: no approving a request made before it.
+        self.store.users().reset_password(&target.id, &hash).await?;
         self.store.sessions().delete_for_user(&target.id).await?;
         self.record(
             &admin.username,

@@ -73,7 +73,8 @@ pub fn may_approve(
 ) -> Result<(), Refused> {
     if user.role_since > release.created_at {
         return Err(Refused(format!(
-            "{} was given the {} role after release {} was requested, so may not approve it",
+            "{} was given the {} role, or had its password reset by an admin, after release {} was \
+             requested, so may not approve it",
             user.username, user.role, release.id
         )));
     }

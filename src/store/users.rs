@@ -230,6 +230,24 @@ impl<'a> Users<'a> {
         Ok(())
     }
 
+    /// An admin's reset of `user_id`'s password: the new (one-time) hash, and the account counts as
+    /// given its role now (`role_since`), since whoever holds the one-time password holds the account:
+    /// it may not approve a release requested before the reset.
+    pub async fn reset_password(&self, user_id: &str, password_hash: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, must_change_password = 1, updated_at = $2, role_since = $2 \
+             WHERE id = $3",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(self.store.pool())
+        .await
+        .map_err(StoreError::query("resetting a password"))?;
+        Ok(())
+    }
+
     /// Changes a role and the disabled flag together; the change a console admin makes in one form.
     pub async fn set_role(&self, user_id: &str, role: Role, disabled: bool) -> Result<(), StoreError> {
         role_update(user_id, role, disabled)
