@@ -1031,6 +1031,12 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
     // Every step is in the ledger, which still verifies.
     let v = call("admin", "GET", "/api/v1/ledger/verify", Body::None).json();
     assert_eq!(v["intact"], true, "{v}");
+    // The console's check includes the heads anchored in the data directory, as the CLI's does.
+    assert_eq!(
+        v["report"]["anchored"][0]["anchors"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{v}"
+    );
     let entries = call("admin", "GET", "/api/v1/ledger?since=1h", Body::None).json();
     let actions: Vec<(&str, &str)> = entries
         .as_array()

@@ -108,12 +108,13 @@ impl App {
         crate::ledger::AnchorLog::in_data_dir(&self.config.data_dir, self.config.ledger_syslog)
     }
 
-    /// Walks the ledger's chain and signed checkpoints: the report, or the first break.
+    /// Walks the ledger's chain and signed checkpoints, and checks it against the heads anchored in the
+    /// data directory: the report, or the first break. What the console and the API show, and what
+    /// `lethe ledger verify` prints without `--against`.
     pub async fn ledger_verify(
         &self,
-    ) -> anyhow::Result<Result<crate::ledger::VerifyReport, crate::ledger::LedgerBreak>> {
-        let public = self.signing_public_key()?;
-        Ok(crate::ledger::verify_store(&self.store, &public).await?)
+    ) -> anyhow::Result<Result<ledger::LedgerCheck, crate::ledger::LedgerBreak>> {
+        self.ledger_check(&[]).await
     }
 }
 

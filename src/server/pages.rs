@@ -1481,7 +1481,7 @@ async fn ledger_page(State(s): State<AppState>, Viewer(c): Viewer, Query(q): Que
                 true,
                 format!(
                     "Ledger intact: {} entries, {} signed checkpoints verified, {} entries after the last checkpoint.",
-                    r.entries, r.checkpoints_verified, r.unprotected_tail
+                    r.report.entries, r.report.checkpoints_verified, r.report.unprotected_tail
                 ),
             ),
             Err(b) => (false, format!("Ledger verification FAILED: {b}")),
