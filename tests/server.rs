@@ -287,31 +287,7 @@ fn body_for(method: &str, path: &str) -> Body<'static> {
 fn every_route_answers_each_role_and_anonymous_access_as_the_rules_say() {
     let (_tmp, data, pw) = with_users(&[("olga", "operator"), ("rita", "reviewer"), ("ada", "auditor")]);
     let input = data.parent().unwrap().join("in");
-    ok(lethe(
-        &data,
-        &[
-            "corpus",
-            "synth",
-            "--out",
-            input.to_str().unwrap(),
-            "--docs",
-            "20",
-            "--seed",
-            "3",
-        ],
-    ));
-    ok(lethe(
-        &data,
-        &[
-            "corpus",
-            "ingest",
-            "--name",
-            "kb",
-            "--vocab",
-            "512",
-            input.to_str().unwrap(),
-        ],
-    ));
+    common::synth_and_ingest(&data, &input, 20, 3, &["--vocab", "512"]);
     let srv = Server::start(&data, &[]);
     let b = srv.base.as_str();
     let mut tokens: HashMap<&str, String> = HashMap::new();
@@ -1405,31 +1381,7 @@ fn run_and_audit_pages_put_what_each_checkpoint_learned_beside_what_it_memorized
 fn studies_list_and_show_both_objectives_by_epochs_in_a_table_and_charts() {
     let (tmp, data, pw) = with_users(&[("ada", "auditor")]);
     let input = tmp.path().join("in");
-    ok(lethe(
-        &data,
-        &[
-            "corpus",
-            "synth",
-            "--out",
-            input.to_str().unwrap(),
-            "--docs",
-            "20",
-            "--seed",
-            "3",
-        ],
-    ));
-    ok(lethe(
-        &data,
-        &[
-            "corpus",
-            "ingest",
-            "--name",
-            "kb",
-            "--vocab",
-            "512",
-            input.to_str().unwrap(),
-        ],
-    ));
+    common::synth_and_ingest(&data, &input, 20, 3, &["--vocab", "512"]);
     let srv = Server::start(&data, &[]);
     let b = srv.base.as_str();
     let ada = sign_in(b, "ada", &pw["ada"]).0;

@@ -16,19 +16,12 @@ fn json(out: std::process::Output) -> serde_json::Value {
 #[test]
 fn a_capped_run_trains_on_every_folder_and_keeps_evaluated_checkpoints_that_can_be_selected_and_released() {
     let (tmp, data, pw) = with_users(&[("olga", "operator"), ("remy", "reviewer"), ("rose", "reviewer")]);
-    let input = tmp.path().join("in");
-    let out = input.to_str().unwrap();
-    ok(lethe(
+    common::synth_and_ingest(
         &data,
-        &["corpus", "synth", "--out", out, "--docs", "160", "--seed", "3"],
-    ));
-    ok(lethe(
-        &data,
+        &tmp.path().join("in"),
+        160,
+        3,
         &[
-            "corpus",
-            "ingest",
-            "--name",
-            "kb",
             "--vocab",
             "512",
             "--holdout",
@@ -37,9 +30,8 @@ fn a_capped_run_trains_on_every_folder_and_keeps_evaluated_checkpoints_that_can_
             "2",
             "--canary-repeats",
             "1,8",
-            out,
         ],
-    ));
+    );
 
     // The subset a capped run trains on: whole documents from every top-level folder in about the
     // corpus's proportions (a run of one step is enough to record it; the selection is the manifest's).

@@ -124,25 +124,10 @@ fn three_workers_forty_jobs_one_killed_every_job_ends_once_and_the_sharded_audit
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     ok(lethe(&data, &["init", "--database-url", &db.url]));
-    let input = tmp.path().join("in");
-    ok(lethe(
-        &data,
-        &[
-            "corpus",
-            "synth",
-            "--out",
-            input.to_str().unwrap(),
-            "--docs",
-            "60",
-            "--seed",
-            "5",
-        ],
-    ));
     // Small sealed shards, so the corpus spans many files like a large one does.
-    let mut ingest = vec!["corpus", "ingest", "--name", "kb", "--shard-tokens", "2048"];
+    let mut ingest = vec!["--shard-tokens", "2048"];
     ingest.extend_from_slice(AUDITABLE);
-    ingest.push(input.to_str().unwrap());
-    ok(lethe(&data, &ingest));
+    common::synth_and_ingest(&data, &tmp.path().join("in"), 60, 5, &ingest);
     let run = common::micro_run(&data, &[]);
     let params = audit_params(tmp.path());
 

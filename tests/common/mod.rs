@@ -152,17 +152,29 @@ pub fn ingested(
     let data = tmp.join("data");
     let input = tmp.join("in");
     ok(lethe(&data, &["init"]));
+    synth_and_ingest(&data, &input, docs, seed, ingest);
+    (data, input)
+}
+
+/// Writes `docs` synthetic documents (seed `seed`) to `input` and ingests them into `data` (an
+/// initialised data directory) as corpus `kb`, with the extra `ingest` arguments.
+pub fn synth_and_ingest(
+    data: &std::path::Path,
+    input: &std::path::Path,
+    docs: usize,
+    seed: u64,
+    ingest: &[&str],
+) {
     let (docs, seed) = (docs.to_string(), seed.to_string());
     let out = input.to_str().expect("temporary paths are UTF-8");
     ok(lethe(
-        &data,
+        data,
         &["corpus", "synth", "--out", out, "--docs", &docs, "--seed", &seed],
     ));
     let mut args = vec!["corpus", "ingest", "--name", "kb"];
     args.extend_from_slice(ingest);
     args.push(out);
-    ok(lethe(&data, &args));
-    (data, input)
+    ok(lethe(data, &args));
 }
 
 /// A model small enough to train in seconds on a CPU.

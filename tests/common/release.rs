@@ -90,16 +90,7 @@ pub fn as_user(data: &Path, password: &str, args: &[&str]) -> std::process::Outp
 
 /// Ingests, trains as `trainer`, audits and gates under `policy`; returns the run id.
 pub fn gated_run(tmp: &Path, data: &Path, trainer: (&str, &str), policy: &Path) -> String {
-    let input = tmp.join("in");
-    let out = input.to_str().unwrap();
-    ok(lethe(
-        data,
-        &["corpus", "synth", "--out", out, "--docs", "60", "--seed", "5"],
-    ));
-    let mut ingest = vec!["corpus", "ingest", "--name", "kb"];
-    ingest.extend_from_slice(super::AUDITABLE);
-    ingest.push(out);
-    ok(lethe(data, &ingest));
+    super::synth_and_ingest(data, &tmp.join("in"), 60, 5, super::AUDITABLE);
     let mut train = vec![
         "--json",
         "train",
