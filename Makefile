@@ -63,12 +63,7 @@ demo: build
 	bin/lethe --data-dir "$(DEMO_DIR)" --json init > "$(DEMO_DIR).init.json"
 	@python3 -c "import json; d=json.load(open('$(DEMO_DIR).init.json')); print('initialised', d['data_dir'], '| master key', d['master_key_id'], '| signing key', d['signing_public_key'][:16] + '...', '| first admin', d['admin_username'])"
 	@mkdir -p "$(DEMO_DIR)/users" && mv "$(DEMO_DIR).init.json" "$(DEMO_DIR)/users/admin.json"
-	@echo "== lethe users add: an operator who trains, three reviewers who approve"
-	@for u in olga:operator rita:reviewer remy:reviewer rose:reviewer; do \
-		LETHE_PASSWORD=$$(python3 -c "import json; print(json.load(open('$(DEMO_DIR)/users/admin.json'))['one_time_password'])") \
-		bin/lethe --data-dir "$(DEMO_DIR)" --json users add $${u%%:*} --role $${u##*:} --user admin > "$(DEMO_DIR)/users/$${u%%:*}.json"; \
-	done
-	bin/lethe --data-dir "$(DEMO_DIR)" users list
+	scripts/demo-users.sh "$(DEMO_DIR)"
 	@echo "== lethe doctor"
 	bin/lethe --data-dir "$(DEMO_DIR)" doctor
 	@echo "== lethe corpus synth: a fictional company's knowledge base, with planted secrets"

@@ -17,7 +17,7 @@ lethe audit show "$(lethe --json audit list --run "$run" | python3 -c "import js
 
 cat <<MSG
 
-== The console: http://127.0.0.1:$port/
+== The console: http://localhost:$port/ (localhost rather than 127.0.0.1: passkeys need a host name)
    Run $run waits for review. Sign in as a reviewer with a one-time password (the console asks you
    to choose your own first):
      rita   $(pw rita)
@@ -29,6 +29,10 @@ cat <<MSG
    planted secrets it repeats; the run page's frontier chart compares its checkpoints with the diffusion
    run's. Reject it,
    or approve it as three reviewers under the demo policy's waiver, then export and download the bundle.
+   An approval in the console is signed with the reviewer's passkey: enrol one on the Account page
+   (a browser with a platform authenticator or a security key), and have admin confirm it on the Admin
+   page (not ada, who confirmed the reviewers and received their passwords); ada's one-time password is
+   $(pw ada). From the shell a reviewer approves with the key in $data/users/NAME.key instead.
    Ctrl-C stops the server.
 
 MSG

@@ -6,7 +6,15 @@
 
 lethe() { bin/lethe --data-dir "$data" "$@"; }
 pw() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['one_time_password'])" "$data/users/$1.json"; }
-as() { local u="$1"; shift; LETHE_PASSWORD="$(pw "$u")" lethe "$@" --user "$u"; }
+# Runs lethe as user $1 (with their approver key, where they have one).
+as() {
+    local u="$1"; shift
+    if [ -f "$data/users/$u.key" ]; then
+        LETHE_PASSWORD="$(pw "$u")" LETHE_APPROVER_KEY="$data/users/$u.key" lethe "$@" --user "$u"
+    else
+        LETHE_PASSWORD="$(pw "$u")" lethe "$@" --user "$u"
+    fi
+}
 
 # audit_gate_request RUN: audits the run under the policy, gates it and has operator olga ask for its
 # release, with a waiver when the gate fails (the demo policy allows one, for one approval more).

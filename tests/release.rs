@@ -595,6 +595,7 @@ fn two_reviewers_approving_at_the_same_moment_make_one_approval_each_and_one_rel
             .args(&args)
             .env_remove("LETHE_DATABASE_URL")
             .env("LETHE_PASSWORD", &pw[user])
+            .env("LETHE_APPROVER_KEY", common::release::approver_key(&data, user))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -665,4 +666,146 @@ fn two_reviewers_approving_at_the_same_moment_make_one_approval_each_and_one_rel
         serde_json::from_slice(&ok(lethe(&data, &["--json", "release", "status", "--run", &run])).stdout)
             .unwrap();
     assert_eq!(status["stage"], "released");
+}
+
+/// The security review's high finding 1, dual control and approvers' own keys, from the command line:
+/// a single admin cannot make an approver, promote one or take one over by a reset; an approval is
+/// signed by a confirmed key its approver holds; the bundle carries the signatures and `release verify`
+/// checks them, also against a verifier's own list of approvers' keys.
+#[test]
+fn one_admin_alone_makes_no_approver_and_approvals_are_signed_by_the_approvers_keys() {
+    let (tmp, data, pw) = with_users(&[("olga", "operator"), ("remy", "reviewer"), ("rose", "reviewer")]);
+    let admin = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--user", "admin"]);
+        as_user(&data, &pw["admin"], &a)
+    };
+    let pending = |out: std::process::Output| -> String {
+        let v: serde_json::Value = serde_json::from_slice(&ok(out).stdout).unwrap();
+        assert_eq!(v["status"], "pending", "{v}");
+        assert!(v["one_time_password"].is_null(), "{v}");
+        v["grant"]["id"].as_str().unwrap().to_string()
+    };
+    // Creating a reviewer, promoting an operator and resetting a reviewer each wait; the admin who
+    // asked may not confirm.
+    let ghost = pending(admin(&["--json", "users", "add", "ghost", "--role", "reviewer"]));
+    fails_with(&admin(&["users", "confirm", &ghost]), "admin asked for grant");
+    pending(admin(&["--json", "users", "set", "olga", "--role", "reviewer"]));
+    pending(admin(&["--json", "users", "reset", "remy"]));
+    let users: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "users", "list"])).stdout).unwrap();
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"ghost"), "{names:?}");
+    assert_eq!(users[1]["role"], "operator", "olga is not promoted yet: {users}");
+
+    let policy = write_policy(tmp.path(), "lax.toml", LAX);
+    let p = policy.to_str().unwrap();
+    let run = gated_run(tmp.path(), &data, ("olga", &pw["olga"]), &policy);
+    let act = |user: &str, args: &[&str]| {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend_from_slice(&["--run", &run, "--user", user, "--policy", p]);
+        as_user(&data, &pw[user], &a)
+    };
+    ok(act("olga", &["release", "request"]));
+    // A key remy made but never enrolled, and one enrolled but not confirmed, sign nothing.
+    let stray = tmp.path().join("stray.key");
+    let s = stray.to_str().unwrap();
+    ok(lethe(&data, &["approver", "keygen", "--out", s]));
+    fails_with(
+        &act("remy", &["release", "approve", "--comment", "ok", "--key", s]),
+        "has no active approver key",
+    );
+    ok(as_user(
+        &data,
+        &pw["remy"],
+        &["approver", "enrol", "--key", s, "--user", "remy"],
+    ));
+    fails_with(
+        &act("remy", &["release", "approve", "--comment", "ok", "--key", s]),
+        "waits for an admin's confirmation",
+    );
+    ok(act("remy", &["release", "approve", "--comment", "evidence read"]));
+    ok(act("rose", &["release", "approve", "--comment", "agreed"]));
+
+    let bundle = tmp.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+    ok(act("olga", &["release", "export", "--out", b]));
+    let pk = String::from_utf8(ok(lethe(&data, &["keys", "public"])).stdout).unwrap();
+    let nowhere = tmp.path().join("nowhere");
+    ok(lethe(
+        &nowhere,
+        &["release", "verify", b, "--public-key", pk.trim()],
+    ));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    let key_of = |i: usize| {
+        manifest["approvals"][i]["key"]["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(manifest["approvals"][0]["user"], "remy");
+    assert!(manifest["approvals"][0]["statement"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("\"run\":\"{run}\"")));
+    // A verifier's own list of approvers' keys: both keys pass, one alone does not.
+    let trusted = tmp.path().join("trusted.txt");
+    std::fs::write(&trusted, format!("# remy\n{}\n", key_of(0))).unwrap();
+    let t = trusted.to_str().unwrap();
+    fails_with(
+        &lethe(
+            &nowhere,
+            &[
+                "release",
+                "verify",
+                b,
+                "--public-key",
+                pk.trim(),
+                "--approver-keys",
+                t,
+            ],
+        ),
+        "not in the trusted approver keys",
+    );
+    std::fs::write(&trusted, format!("{}\n{}\n", key_of(0), key_of(1))).unwrap();
+    ok(lethe(
+        &nowhere,
+        &[
+            "release",
+            "verify",
+            b,
+            "--public-key",
+            pk.trim(),
+            "--approver-keys",
+            t,
+        ],
+    ));
+    // The ledger holds the grants and the signed approvals.
+    let entries: serde_json::Value =
+        serde_json::from_slice(&ok(lethe(&data, &["--json", "ledger", "show"])).stdout).unwrap();
+    let actions: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in ["grant.request", "grant.confirm", "release.approve"] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let approval = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "release.approve")
+        .unwrap();
+    assert!(
+        approval["details"]["proof"]["signature"].is_string(),
+        "{approval}"
+    );
 }

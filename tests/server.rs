@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::release::{gated_run, with_users, write_policy, LAX};
+use common::release::{approver_key, gated_run, with_users, write_policy, LAX};
 use common::{fails_with, lethe, ok};
 use serde_json::{json, Value};
 
@@ -144,6 +144,44 @@ fn send(base: &str, method: &str, path: &str, who: As, headers: &[(&str, &str)],
 
 /// Signs `user` in over the API and sets their own password when they still have a one-time one;
 /// returns (bearer token, CSRF token).
+/// Percent-encodes a query value.
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An approval's body signed, as an API client does: the statement the server names for this comment,
+/// signed with `user`'s approver key (the comment alone when the server names none or `user` has no key).
+fn signed_approval(b: &str, token: &str, data: &Path, user: &str, run: &str, comment: &str) -> Body<'static> {
+    let st = send(
+        b,
+        "GET",
+        &format!(
+            "/api/v1/releases/{run}/statement?comment={}",
+            query_value(comment)
+        ),
+        As::Bearer(token),
+        &[],
+        Body::None,
+    );
+    let key = approver_key(data, user);
+    match (st.status, key.exists()) {
+        (200, true) => {
+            let key = lethe::vault::approver::ApproverKey::load(&key).unwrap();
+            let statement = st.json()["statement"].as_str().unwrap().to_string();
+            Body::Json(json!({
+                "comment": comment,
+                "proof": { "credential": key.public_key_hex(), "signature": key.sign(statement.as_bytes()) },
+            }))
+        }
+        _ => Body::Json(json!({ "comment": comment })),
+    }
+}
+
 fn sign_in(base: &str, user: &str, otp: &str) -> (String, String) {
     let r = send(
         base,
@@ -206,6 +244,7 @@ const API_RULES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/releases", "admin operator reviewer auditor"),
     ("POST", "/api/v1/releases", "operator admin"),
     ("GET", "/api/v1/releases/{run}", "admin operator reviewer auditor"),
+    ("GET", "/api/v1/releases/{run}/statement", "reviewer"),
     ("POST", "/api/v1/releases/{run}/approve", "reviewer"),
     ("POST", "/api/v1/releases/{run}/reject", "reviewer"),
     ("POST", "/api/v1/releases/{run}/export", "operator reviewer admin"),
@@ -223,6 +262,20 @@ const API_RULES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/users", "admin"),
     ("PATCH", "/api/v1/users/{name}", "admin"),
     ("POST", "/api/v1/users/{name}/reset-password", "admin"),
+    ("GET", "/api/v1/grants", "admin"),
+    ("POST", "/api/v1/grants/{id}/confirm", "admin"),
+    (
+        "POST",
+        "/api/v1/grants/{id}/cancel",
+        "admin operator reviewer auditor",
+    ),
+    ("GET", "/api/v1/approver-keys", "admin operator reviewer auditor"),
+    ("POST", "/api/v1/approver-keys", "admin operator reviewer auditor"),
+    (
+        "POST",
+        "/api/v1/approver-keys/{id}/revoke",
+        "admin operator reviewer auditor",
+    ),
     ("GET", "/api/v1/jobs", "admin operator reviewer auditor"),
     ("GET", "/api/v1/jobs/events", "admin operator reviewer auditor"),
     ("GET", "/api/v1/jobs/{id}", "admin operator reviewer auditor"),
@@ -258,6 +311,10 @@ const PAGE_RULES: &[(&str, &str, &str)] = &[
     ("POST", "/admin/users/nobody", "admin"),
     ("POST", "/admin/users/nobody/reset", "admin"),
     ("POST", "/admin/keys/rotate", "admin"),
+    ("POST", "/admin/grants/grant-nope/confirm", "admin"),
+    ("POST", "/admin/grants/grant-nope/cancel", "admin"),
+    ("GET", "/account", "admin operator reviewer auditor"),
+    ("POST", "/account/passkeys", "admin operator reviewer auditor"),
 ];
 
 /// A concrete path for a rule's template, and a body that is well formed for it (so a refusal can only
@@ -566,7 +623,7 @@ fn cookie_sessions_need_the_csrf_token_and_the_same_origin_and_refusals_change_n
             "/api/v1/users",
             who,
             headers,
-            Body::Json(json!({ "username": name, "role": "admin" })),
+            Body::Json(json!({ "username": name, "role": "auditor" })),
         )
     };
     let r = new_user(As::Cookie(&token, None), &[], "m1");
@@ -877,9 +934,29 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
             user,
             "POST",
             &format!("/api/v1/releases/{run}/approve"),
-            Body::Json(json!({ "comment": format!("{user} checked the evidence") })),
+            signed_approval(
+                b,
+                &tok[user],
+                &data,
+                user,
+                &run,
+                &format!("{user} checked the evidence"),
+            ),
         )
     };
+    // An approval without the approver's signature is refused.
+    let r = call(
+        "remy",
+        "POST",
+        &format!("/api/v1/releases/{run}/approve"),
+        Body::Json(json!({ "comment": "unsigned" })),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("signed with the approver's own key"),
+        "{}",
+        r.body
+    );
     let r = approve("rita");
     assert_eq!(r.status, 403);
     assert!(r.body.contains("started the training"), "{}", r.body);
@@ -937,7 +1014,7 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
         &format!("/api/v1/releases/{run}/approve"),
         As::Bearer(&rose_t),
         &[],
-        Body::Json(json!({ "comment": "fine" })),
+        signed_approval(b, &rose_t, &data, "rose", &run, "fine"),
     );
     assert_eq!(r.json()["stage"], "approved", "{}", r.body);
     let r = call(
@@ -1032,9 +1109,10 @@ fn the_release_flow_over_the_api_keeps_the_two_person_rule_and_the_bundle_downlo
 }
 
 /// The part of `page` from the element marked `data-testid="{id}"` to the end of the table it opens.
-/// The security review's high finding 1, the two attacks it ran: an admin demoted itself to reviewer
-/// and approved; reviewer accounts an admin made after the request approved it. Both are refused now.
-/// (Accounts made before the request still need the dual control that is not built yet.)
+/// The security review's high finding 1, the attacks it ran: an admin demoted itself to reviewer and
+/// approved; reviewer accounts an admin made after the request approved it; an admin reset a reviewer's
+/// password and approved as them. Each now needs a second admin (dual control), and even then the rules
+/// on the account's history refuse the approval.
 #[test]
 fn a_former_admin_and_a_reviewer_made_for_the_request_may_not_approve() {
     let (tmp, data, pw) = with_users(&[
@@ -1053,13 +1131,29 @@ fn a_former_admin_and_a_reviewer_made_for_the_request_may_not_approve() {
         .collect();
     let call =
         |t: &str, method: &str, path: &str, body: Body| send(b, method, path, As::Bearer(t), &[], body);
-    // An admin demotes itself to reviewer (another admin remains) before the request...
+    let confirm = |t: &str, grant: &Value| {
+        call(
+            t,
+            "POST",
+            &format!("/api/v1/grants/{}/confirm", grant["id"].as_str().unwrap()),
+            Body::None,
+        )
+    };
+    // An admin demotes itself to reviewer before the request: that makes it an approver, so it waits
+    // for the other admin, who confirms it.
     let r = call(
         &tok["ada"],
         "PATCH",
         "/api/v1/users/ada",
         Body::Json(json!({ "role": "reviewer" })),
     );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "pending", "{}", r.body);
+    assert_eq!(r.json()["role"], "admin", "not yet: {}", r.body);
+    let r = confirm(&tok["ada"], &r.json()["grant"]);
+    assert_eq!(r.status, 403, "ada may not confirm her own change: {}", r.body);
+    let pending = call(&tok["admin"], "GET", "/api/v1/grants", Body::None).json();
+    let r = confirm(&tok["admin"], &pending[0]);
     assert_eq!(r.status, 200, "{}", r.body);
     let r = call(
         &tok["olga"],
@@ -1068,32 +1162,59 @@ fn a_former_admin_and_a_reviewer_made_for_the_request_may_not_approve() {
         Body::Json(json!({ "run": run })),
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    let approve = |t: &str| {
+    let approve = |t: &str, user: &str| {
         call(
             t,
             "POST",
             &format!("/api/v1/releases/{run}/approve"),
-            Body::Json(json!({ "comment": "looks fine to me" })),
+            signed_approval(b, t, &data, user, &run, "looks fine to me"),
         )
     };
-    // The admin makes a fresh reviewer after the request, and signs in as it.
+    // The admin, now the only one, makes a fresh reviewer after the request: no account, no password,
+    // a grant it may not confirm itself.
     let r = call(
         &tok["admin"],
         "POST",
         "/api/v1/users",
         Body::Json(json!({ "username": "ghost", "role": "reviewer" })),
     );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let (ghost, _) = sign_in(b, "ghost", r.json()["one_time_password"].as_str().unwrap());
-    let r = approve(&ghost);
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(r.json()["one_time_password"].is_null(), "{}", r.body);
+    let ghost_grant = r.json()["grant"].clone();
+    let r = confirm(&tok["admin"], &ghost_grant);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("another admin must confirm"), "{}", r.body);
+    let r = send(
+        b,
+        "POST",
+        "/api/v1/session",
+        As::Anonymous,
+        &[],
+        Body::Json(json!({ "username": "ghost", "password": "x" })),
+    );
+    assert_eq!(r.status, 401, "no ghost account exists: {}", r.body);
+    // The host's operator confirms it (one admin is left), and the ghost still may not approve a
+    // request older than its role.
+    let out = common::ok(common::lethe(
+        &data,
+        &[
+            "--json",
+            "users",
+            "confirm",
+            ghost_grant["id"].as_str().unwrap(),
+            "--host",
+        ],
+    ));
+    let otp: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (ghost, _) = sign_in(b, "ghost", otp["one_time_password"].as_str().unwrap());
+    let r = approve(&ghost, "ghost");
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("after release"), "{}", r.body);
-    // ...and approves.
-    let r = approve(&tok["ada"]);
+    // The demoted admin approves: refused within the cooling-off period.
+    let r = approve(&tok["ada"], "ada");
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("held admin rights"), "{}", r.body);
-    // The admin resets a reviewer's password after the request, receiving the one-time password, and
-    // approves as that reviewer: the reset counts as a new grant.
+    // The admin resets a reviewer's password: it waits for a second admin and hands over nothing.
     let r = call(
         &tok["admin"],
         "POST",
@@ -1101,12 +1222,34 @@ fn a_former_admin_and_a_reviewer_made_for_the_request_may_not_approve() {
         Body::None,
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    let (rex, _) = sign_in(b, "rex", r.json()["one_time_password"].as_str().unwrap());
-    let r = approve(&rex);
+    assert_eq!(r.json()["status"], "pending", "{}", r.body);
+    assert!(r.json()["one_time_password"].is_null(), "{}", r.body);
+    // Confirmed (by the host), the reset revokes rex's key and counts as a new grant of the role.
+    let out = common::ok(common::lethe(
+        &data,
+        &[
+            "--json",
+            "users",
+            "confirm",
+            r.json()["grant"]["id"].as_str().unwrap(),
+            "--host",
+        ],
+    ));
+    let otp: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (rex, _) = sign_in(b, "rex", otp["one_time_password"].as_str().unwrap());
+    let keys = call(&tok["admin"], "GET", "/api/v1/approver-keys", Body::None).json();
+    let states: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.iter().filter(|s| **s == "revoked").count(), 1, "{keys}");
+    let r = approve(&rex, "rex");
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("password reset"), "{}", r.body);
-    // A reviewer who was one before the request, and never an admin, approves.
-    let r = approve(&tok["remy"]);
+    // A reviewer who was one before the request, and never an admin, approves with its key.
+    let r = approve(&tok["remy"], "remy");
     assert_eq!(r.status, 200, "{}", r.body);
     let st = call(
         &tok["olga"],

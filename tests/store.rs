@@ -56,6 +56,93 @@ async fn users_are_unique_and_roles_checked(db: &TestDb) {
 }
 on_both_engines!(users, super::users_are_unique_and_roles_checked);
 
+/// Dual control's storage: a grant is decided once even when two admins confirm it at the same moment;
+/// an approver key is enrolled once, activated once, revoked with its account's reset; settings replace.
+async fn grants_are_decided_once_and_keys_belong_to_one_approver(db: &TestDb) {
+    let store = Arc::new(db.open().await);
+    let u = store
+        .users()
+        .create("rita", Role::Reviewer, "h", true)
+        .await
+        .unwrap();
+    let g = store
+        .grants()
+        .create("create", "ghost", &json!({ "role": "reviewer" }), "admin")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.grants().list(Some("pending")).await.unwrap(),
+        vec![g.clone()]
+    );
+    let racers: Vec<_> = ["ada", "bob", "cyd", "dee"]
+        .into_iter()
+        .map(|who| {
+            let (store, id) = (store.clone(), g.id.clone());
+            tokio::spawn(async move {
+                store
+                    .grants()
+                    .decide(&id, "pending", "confirmed", Some(who))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for r in racers {
+        won += usize::from(r.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1, "exactly one confirmation takes effect");
+    let back = store.grants().get(&g.id).await.unwrap().unwrap();
+    assert_eq!(back.state, "confirmed");
+    assert!(back.decided_by.is_some() && back.decided_at.is_some());
+    assert!(store.grants().list(Some("pending")).await.unwrap().is_empty());
+    assert_eq!(store.grants().list(None).await.unwrap().len(), 1);
+
+    let key = lethe::store::NewApproverKey {
+        user_id: &u.id,
+        kind: "ed25519",
+        public_key: &"ab".repeat(32),
+        credential_id: None,
+        rp_id: None,
+        label: "laptop",
+    };
+    let k = store.grants().add_key(&key).await.unwrap();
+    assert_eq!(k.state, "pending");
+    assert!(
+        store.grants().add_key(&key).await.is_err(),
+        "a public key is enrolled once"
+    );
+    assert!(store.grants().activate_key(&k.id, "admin").await.unwrap());
+    assert!(
+        !store.grants().activate_key(&k.id, "admin").await.unwrap(),
+        "activated once"
+    );
+    assert_eq!(store.grants().keys(Some(&u.id)).await.unwrap()[0].state, "active");
+    assert_eq!(store.grants().revoke_keys(&u.id).await.unwrap(), 1);
+    assert_eq!(store.grants().revoke_keys(&u.id).await.unwrap(), 0);
+    assert!(!store.grants().revoke_key(&k.id).await.unwrap());
+
+    assert_eq!(store.grants().setting("approver_role").await.unwrap(), None);
+    store
+        .grants()
+        .set_setting("approver_role", "operator")
+        .await
+        .unwrap();
+    store
+        .grants()
+        .set_setting("approver_role", "admin")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.grants().setting("approver_role").await.unwrap().as_deref(),
+        Some("admin")
+    );
+    store.close().await;
+}
+on_both_engines!(
+    grants_and_approver_keys,
+    super::grants_are_decided_once_and_keys_belong_to_one_approver
+);
+
 /// The security review's low finding 8: two admins disabling each other at once left no enabled admin.
 /// The last-admin check and the change are one atomic step now, on both engines.
 async fn two_admins_disabling_each_other_at_once_leave_one_enabled(db: &TestDb) {

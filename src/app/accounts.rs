@@ -4,6 +4,7 @@
 
 use anyhow::Context as _;
 
+use super::grants::Granted;
 use super::{App, NotFound};
 use crate::ledger::action;
 use crate::release::Refused;
@@ -71,26 +72,27 @@ impl App {
         .await
     }
 
-    /// Gives `username` a new one-time password (returned), ending the account's sessions.
-    pub async fn reset_password(&self, admin: &User, username: &str) -> anyhow::Result<String> {
+    /// Gives `username` a new one-time password (returned), ending the account's sessions and revoking
+    /// its approver keys. For an account with the approving role in force or admin the reset waits for
+    /// a second admin, who then receives the password ([`super::grants`]).
+    pub async fn reset_password(&self, admin: &User, username: &str) -> anyhow::Result<Granted> {
         require_admin(admin, "resetting passwords")?;
         let target = self.user(username).await?;
-        let password = crate::vault::password::generate_one_time()?;
-        let pw = password.clone();
-        let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
-            .await
-            .context("hashing the password was interrupted")??;
-        // The reset counts as a new grant of the account's role: no approving a request made before it.
-        self.store.users().reset_password(&target.id, &hash).await?;
-        self.store.sessions().delete_for_user(&target.id).await?;
-        self.record(
-            &admin.username,
-            action::USER_PASSWORD,
-            &target.username,
-            serde_json::json!({ "by": "admin reset" }),
-        )
-        .await?;
-        Ok(password)
+        if self.role_needs_dual_control(target.role).await? {
+            let grant = self
+                .request_grant(
+                    &admin.username,
+                    "reset",
+                    &target.username,
+                    serde_json::json!({ "role": target.role.as_str() }),
+                )
+                .await?;
+            return Ok(Granted::Pending { grant });
+        }
+        let password = self.issue_reset(&target, &admin.username).await?;
+        Ok(Granted::Done {
+            one_time_password: Some(password),
+        })
     }
 
     /// Sets a user's role and whether the account is disabled. The last enabled admin can be neither
@@ -102,9 +104,25 @@ impl App {
         username: &str,
         role: Role,
         disabled: bool,
-    ) -> anyhow::Result<User> {
+    ) -> anyhow::Result<Granted> {
         require_admin(admin, "changing users")?;
         let target = self.user(username).await?;
+        // Promotion to an approving or admin role, or enabling such an account again, waits for a
+        // second admin.
+        let gains = role != target.role || (target.disabled && !disabled);
+        if !disabled && gains && self.role_needs_dual_control(role).await? {
+            let grant = self
+                .request_grant(
+                    &admin.username,
+                    "role",
+                    &target.username,
+                    serde_json::json!({
+                        "role": role.as_str(), "disabled": false, "from": target.role.as_str(),
+                    }),
+                )
+                .await?;
+            return Ok(Granted::Pending { grant });
+        }
         // The check and the change are one atomic step: two admins disabling each other at once leave
         // one of them enabled.
         if !self
@@ -139,7 +157,9 @@ impl App {
             )
             .await?;
         }
-        self.user(username).await
+        Ok(Granted::Done {
+            one_time_password: None,
+        })
     }
 }
 
@@ -183,8 +203,10 @@ impl App {
             }
         };
         self.store.users().set_role(&user.id, Role::Admin, false).await?;
-        self.store.users().set_password(&user.id, &hash, true).await?;
+        let host = super::host_actor();
+        self.store.users().reset_password(&user.id, &hash, &host).await?;
         self.store.sessions().delete_for_user(&user.id).await?;
+        self.store.grants().revoke_keys(&user.id).await?;
         self.record(
             &super::cli_actor(),
             action::USER_RECOVER,
@@ -209,7 +231,7 @@ pub fn check_username(username: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn require_admin(user: &User, what: &str) -> Result<(), Refused> {
+pub(super) fn require_admin(user: &User, what: &str) -> Result<(), Refused> {
     if user.role != Role::Admin || user.disabled {
         return Err(Refused(format!(
             "{what} needs the admin role; {} is {}",

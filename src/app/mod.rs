@@ -9,6 +9,7 @@ pub mod corpus;
 pub mod doctor;
 pub mod eval;
 pub mod gate;
+pub mod grants;
 pub mod init;
 pub mod keys;
 pub mod ledger;
@@ -126,6 +127,12 @@ pub fn cli_actor() -> String {
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| "unknown".into())
     )
+}
+
+/// The host's operator as an actor, `host:<login>`: who confirms a grant while a single admin is left,
+/// and who recovers an admin.
+pub fn host_actor() -> String {
+    format!("host:{}", cli_actor().trim_start_matches("cli:"))
 }
 
 /// Fails with a one-line explanation unless `data_dir` holds a Lethe installation.

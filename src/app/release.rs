@@ -13,6 +13,18 @@ use crate::policy::Policy;
 use crate::release::{self, bundle};
 use crate::store::{ReleaseRow, ReviewOutcome, ReviewRow, Role, User};
 
+/// A signature over an approval statement: an Ed25519 one (`credential`: the key's public key, hex)
+/// or a passkey assertion (`credential`: the credential id, with the authenticator and client data).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ApprovalProof {
+    pub credential: String,
+    pub signature: String,
+    #[serde(default)]
+    pub authenticator_data: Option<String>,
+    #[serde(default)]
+    pub client_data: Option<String>,
+}
+
 /// Where a run stands on its way to release.
 #[derive(Debug, Serialize)]
 pub struct ReleaseStatus {
@@ -97,8 +109,14 @@ impl App {
         }
     }
 
-    /// Creates a user with a one-time password (returned); only an admin may.
-    pub async fn add_user(&self, admin: &User, username: &str, role: Role) -> anyhow::Result<String> {
+    /// Creates a user with a one-time password (returned); only an admin may. An account with the
+    /// approving role in force or admin waits for a second admin instead ([`super::grants`]).
+    pub async fn add_user(
+        &self,
+        admin: &User,
+        username: &str,
+        role: Role,
+    ) -> anyhow::Result<super::grants::Granted> {
         if admin.role != Role::Admin || admin.disabled {
             return Err(release::Refused(format!(
                 "adding users needs the admin role; {} is {}",
@@ -107,6 +125,45 @@ impl App {
             .into());
         }
         super::accounts::check_username(username)?;
+        if self.store.users().by_username(username).await?.is_some() {
+            return Err(crate::store::StoreError::UserExists(username.to_string()).into());
+        }
+        if let Some(g) = self.store.grants().pending_for("create", username).await?.first() {
+            return Err(release::Refused(format!(
+                "{username} is waiting for a second admin already (grant {}, asked by {})",
+                g.id, g.requested_by
+            ))
+            .into());
+        }
+        if self.role_needs_dual_control(role).await? {
+            let grant = self
+                .request_grant(
+                    &admin.username,
+                    "create",
+                    username,
+                    serde_json::json!({ "role": role.as_str() }),
+                )
+                .await?;
+            return Ok(super::grants::Granted::Pending { grant });
+        }
+        let (password, user) = self.create_account(username, role, &admin.username).await?;
+        self.store
+            .users()
+            .set_password_issued_to(&user.id, &admin.username)
+            .await?;
+        Ok(super::grants::Granted::Done {
+            one_time_password: Some(password),
+        })
+    }
+
+    /// Creates an account with a one-time password (returned) and records it; the rules are the
+    /// caller's.
+    pub(super) async fn create_account(
+        &self,
+        username: &str,
+        role: Role,
+        actor: &str,
+    ) -> anyhow::Result<(String, User)> {
         let password = crate::vault::password::generate_one_time()?;
         let pw = password.clone();
         let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
@@ -114,13 +171,13 @@ impl App {
             .context("hashing the password was interrupted")??;
         let user = self.store.users().create(username, role, &hash, true).await?;
         self.record(
-            &admin.username,
+            actor,
             action::USER_CREATE,
             &user.username,
             serde_json::json!({ "role": role.as_str() }),
         )
         .await?;
-        Ok(password)
+        Ok((password, user))
     }
 
     /// Asks for the release of a run whose latest audit was gated under `policy`.
@@ -133,6 +190,15 @@ impl App {
         step: Option<i64>,
     ) -> anyhow::Result<ReleaseRow> {
         release::may_request(user)?;
+        let in_force = self.approver_role_in_force().await?;
+        if policy.approvals.role != in_force {
+            return Err(release::Refused(format!(
+                "policy {:?} names {} as the approving role; the approving role in force is {in_force} \
+                 (changing it needs two admins: `lethe users approver-role`)",
+                policy.name, policy.approvals.role
+            ))
+            .into());
+        }
         let step = match step {
             Some(s) => Some(s),
             None => self.gated_step(run_id, policy).await?,
@@ -254,7 +320,91 @@ impl App {
         Ok(rel)
     }
 
-    /// Approves or rejects the run's open release request as `user`.
+    /// The statement `user` signs to approve the run's open release request with `comment`
+    /// ([`release::approval_statement`]).
+    pub async fn approval_statement(
+        &self,
+        user: &User,
+        run_id: &str,
+        policy: &Policy,
+        comment: &str,
+    ) -> anyhow::Result<String> {
+        let rel = self.open_release(run_id, policy).await?;
+        let audit = self.audit_row(&rel.audit_id).await?;
+        Ok(release::approval_statement(
+            &rel,
+            &audit.checkpoint_sha256,
+            audit.checkpoint_step,
+            &user.username,
+            comment,
+        ))
+    }
+
+    /// The active approver key `proof` names, checked against `user`'s keys, and the stored proof
+    /// once its signature over `statement` verifies.
+    async fn check_proof(
+        &self,
+        user: &User,
+        statement: &str,
+        proof: Option<ApprovalProof>,
+    ) -> anyhow::Result<crate::store::ReviewProof> {
+        let Some(proof) = proof else {
+            return Err(release::Refused(format!(
+                "an approval is signed with the approver's own key: {} needs an enrolled, confirmed approver key \
+                 (`lethe approver keygen`, `lethe approver enrol`, then --key FILE) or passkey (the console)",
+                user.username
+            ))
+            .into());
+        };
+        let passkey = proof.authenticator_data.is_some();
+        let keys = self.approver_keys(Some(user)).await?;
+        let key = keys
+            .iter()
+            .filter(|k| k.state == "active")
+            .find(|k| {
+                if passkey {
+                    k.kind == "webauthn" && k.credential_id.as_deref() == Some(proof.credential.as_str())
+                } else {
+                    k.kind == "ed25519" && k.public_key == proof.credential.to_ascii_lowercase()
+                }
+            })
+            .ok_or_else(|| {
+                let pending = keys.iter().any(|k| k.state == "pending");
+                release::Refused(format!(
+                    "{} has no active approver {} matching this one{}",
+                    user.username,
+                    if passkey { "passkey" } else { "key" },
+                    if pending {
+                        " (a key waits for an admin's confirmation: `lethe users pending`)"
+                    } else {
+                        " (enrol it: `lethe approver enrol`, or the console's account page for a passkey)"
+                    }
+                ))
+            })?;
+        release::check_approval_signature(
+            &release::ApproverPublicKey {
+                id: key.id.clone(),
+                kind: key.kind.clone(),
+                public_key: key.public_key.clone(),
+                credential_id: key.credential_id.clone(),
+                rp_id: key.rp_id.clone(),
+            },
+            statement,
+            &proof.signature,
+            proof.authenticator_data.as_deref(),
+            proof.client_data.as_deref(),
+        )?;
+        Ok(crate::store::ReviewProof {
+            key_id: key.id.clone(),
+            statement: statement.to_string(),
+            signature: proof.signature,
+            authenticator_data: proof.authenticator_data,
+            client_data: proof.client_data,
+        })
+    }
+
+    /// Approves or rejects the run's open release request as `user`. An approval carries `proof`, a
+    /// signature over [`Self::approval_statement`] by one of the user's active approver keys.
     pub async fn review_release(
         &self,
         user: &User,
@@ -262,6 +412,7 @@ impl App {
         policy: &Policy,
         approve: bool,
         comment: &str,
+        proof: Option<ApprovalProof>,
     ) -> anyhow::Result<ReleaseStatus> {
         if comment.trim().is_empty() {
             anyhow::bail!("a review needs a comment (--comment TEXT)");
@@ -269,6 +420,7 @@ impl App {
         let rel = self.open_release(run_id, policy).await?;
         let run = self.run_row(&rel.run_id).await?;
         release::may_review(user, &rel, run.created_by.as_deref())?;
+        let mut stored = None;
         if approve {
             // The account as it is now (a role change since sign-in counts).
             let current = self.user(&user.username).await?;
@@ -278,11 +430,20 @@ impl App {
                 crate::store::now_ms(),
                 policy.approvals.admin_cooldown_days,
             )?;
+            let statement = self.approval_statement(&current, run_id, policy, comment).await?;
+            stored = Some(self.check_proof(&current, &statement, proof).await?);
         }
         match self
             .store
             .releases()
-            .review(&rel.id, &user.username, user.role.as_str(), approve, comment)
+            .review(
+                &rel.id,
+                &user.username,
+                user.role.as_str(),
+                approve,
+                comment,
+                stored.as_ref(),
+            )
             .await?
         {
             ReviewOutcome::NotOpen(state) => {
@@ -307,7 +468,7 @@ impl App {
                     &rel.run_id,
                     serde_json::json!({
                         "release": rel.id, "checkpoint_step": step, "comment": comment,
-                        "approvals": approvals, "state": state,
+                        "approvals": approvals, "state": state, "proof": stored,
                     }),
                 )
                 .await?;
@@ -485,12 +646,41 @@ impl App {
             &status.reviews,
             &ckpt,
         );
-        let approvals: Vec<serde_json::Value> = status
-            .reviews
-            .iter()
-            .filter(|r| r.decision == "approve")
-            .map(|r| serde_json::json!({ "user": r.username, "role": r.role, "comment": r.comment, "at": crate::ledger::format_time(r.created_at) }))
-            .collect();
+        // Each approval with its signed statement and the approver's public key, so `lethe release
+        // verify` checks offline that the named reviewers signed this release.
+        let keys = self.approver_keys(None).await?;
+        let mut approvals = Vec::new();
+        for r in status.reviews.iter().filter(|r| r.decision == "approve") {
+            let mut a = serde_json::json!({
+                "user": r.username, "role": r.role, "comment": r.comment,
+                "at": crate::ledger::format_time(r.created_at),
+            });
+            if let (Some(p), Some(o)) = (&r.proof, a.as_object_mut()) {
+                let key = keys.iter().find(|k| k.id == p.key_id);
+                o.insert("statement".into(), p.statement.clone().into());
+                o.insert("signature".into(), p.signature.clone().into());
+                o.insert(
+                    "authenticator_data".into(),
+                    serde_json::json!(p.authenticator_data),
+                );
+                o.insert("client_data".into(), serde_json::json!(p.client_data));
+                o.insert(
+                    "key".into(),
+                    serde_json::json!(key.map(|k| release::ApproverPublicKey {
+                        id: k.id.clone(),
+                        kind: k.kind.clone(),
+                        public_key: k.public_key.clone(),
+                        credential_id: k.credential_id.clone(),
+                        rp_id: k.rp_id.clone(),
+                    })),
+                );
+                o.insert(
+                    "key_confirmed_by".into(),
+                    serde_json::json!(key.and_then(|k| k.confirmed_by.clone())),
+                );
+            }
+            approvals.push(a);
+        }
         // A signed head of the ledger and the approvals' entries with their inclusion proofs: the bundle
         // proves its approvals are in a log that `lethe ledger verify --against BUNDLE` checks later.
         let ledger_part = self.bundle_ledger(&rel.id).await?;
@@ -512,6 +702,7 @@ impl App {
             approvals,
             extra: serde_json::json!({
                 "release": rel.id, "gate": rel.gate_id, "waiver": rel.waiver,
+                "required_approvals": rel.required_approvals,
                 "checkpoint_step": ckpt.step, "weights_sha256": ckpt.weights_sha256,
                 "epochs": ckpt.epochs(),
                 "ledger": ledger_part,
@@ -644,6 +835,90 @@ fn model_card(
 /// Verifies an exported bundle with only the public key: the manifest's signature, every file's
 /// hash, and (for bundles that carry one) the ledger head and each approval's inclusion proof under it.
 pub fn verify_bundle(dir: &Path, public_key_hex: &str) -> anyhow::Result<bundle::VerifiedBundle> {
+    verify_bundle_with(dir, public_key_hex, None)
+}
+
+/// [`verify_bundle`], and each approval's signature: by the approver's key the manifest names, over
+/// a statement about this release, run, audit and policy; the distinct signed approvers reach the
+/// count the request needed. With `trusted_approver_keys` (public keys, hex), every approver key must
+/// be one of them: a verifier who keeps its own list of approvers' keys does not rely on the appliance's.
+pub fn verify_bundle_with(
+    dir: &Path,
+    public_key_hex: &str,
+    trusted_approver_keys: Option<&[String]>,
+) -> anyhow::Result<bundle::VerifiedBundle> {
+    let v = verify_bundle_ledger(dir, public_key_hex)?;
+    let m = &v.manifest;
+    let Some(required) = m.extra.get("required_approvals").and_then(|r| r.as_i64()) else {
+        // A bundle from before signed approvals: nothing more to check.
+        return Ok(v);
+    };
+    let mut signers = std::collections::BTreeSet::new();
+    for a in &m.approvals {
+        let user = a.get("user").and_then(|u| u.as_str()).unwrap_or_default();
+        let fail = |why: String| anyhow::anyhow!("{}: the approval by {user:?} {why}", dir.display());
+        let statement = a
+            .get("statement")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| fail("carries no signed statement".into()))?;
+        let key: release::ApproverPublicKey = a
+            .get("key")
+            .cloned()
+            .and_then(|k| serde_json::from_value(k).ok())
+            .ok_or_else(|| fail("names no approver key".into()))?;
+        let text = |k: &str| a.get(k).and_then(|s| s.as_str());
+        release::check_approval_signature(
+            &key,
+            statement,
+            text("signature").unwrap_or_default(),
+            text("authenticator_data"),
+            text("client_data"),
+        )
+        .map_err(|e| fail(e.0))?;
+        let st: serde_json::Value = serde_json::from_str(statement)
+            .map_err(|e| fail(format!("has a statement that is not JSON: {e}")))?;
+        let want = [
+            ("kind", serde_json::json!(release::APPROVAL_KIND)),
+            ("decision", serde_json::json!("approve")),
+            ("reviewer", serde_json::json!(user)),
+            ("run", serde_json::json!(m.run_id)),
+            ("audit", serde_json::json!(m.audit_id)),
+            ("policy_sha256", serde_json::json!(m.policy_sha256)),
+            ("release", m.extra.get("release").cloned().unwrap_or_default()),
+        ];
+        for (field, value) in want {
+            if st.get(field) != Some(&value) {
+                return Err(fail(format!(
+                    "signed a statement whose {field} is {}, not this bundle's {value}",
+                    st.get(field).cloned().unwrap_or_default()
+                )));
+            }
+        }
+        if let Some(trusted) = trusted_approver_keys {
+            if !trusted
+                .iter()
+                .any(|t| t.trim().eq_ignore_ascii_case(&key.public_key))
+            {
+                return Err(fail(format!(
+                    "is signed by key {} ({}), which is not in the trusted approver keys",
+                    key.id,
+                    &key.public_key[..16.min(key.public_key.len())]
+                )));
+            }
+        }
+        signers.insert(user.to_string());
+    }
+    if (signers.len() as i64) < required {
+        anyhow::bail!(
+            "{}: the release needed {required} approvals and the bundle carries {} signed by distinct approvers",
+            dir.display(),
+            signers.len()
+        );
+    }
+    Ok(v)
+}
+
+fn verify_bundle_ledger(dir: &Path, public_key_hex: &str) -> anyhow::Result<bundle::VerifiedBundle> {
     let v = bundle::verify_bundle(dir, public_key_hex)?;
     if let Some(l) = super::ledger::BundleLedger::of_manifest(&v.manifest.extra)? {
         l.verify(public_key_hex)
@@ -677,6 +952,7 @@ mod sign_in_tests {
             created_at: 0,
             role_since: 0,
             admin_until: 0,
+            password_issued_to: None,
         }
     }
 

@@ -75,9 +75,12 @@ pub enum Command {
     /// Release policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Accounts: add and list users (admins only).
+    /// Accounts: add, list, reset and change users (admins), and the grants a second admin confirms.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// An approver's own Ed25519 key: make one, enrol it, list and revoke keys.
+    #[command(subcommand)]
+    Approver(ApproverCommand),
     /// The release workflow: request, approve, reject, status, export, verify.
     #[command(subcommand)]
     Release(ReleaseCommand),
@@ -213,7 +216,8 @@ pub struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Create an account with a one-time password (printed once).
+    /// Create an account with a one-time password (printed once). An account with the approving role or
+    /// admin waits for a second admin (`lethe users confirm`), who then receives the password.
     Add {
         name: String,
         #[arg(long, value_parser = ["admin", "operator", "reviewer", "auditor"])]
@@ -224,11 +228,91 @@ pub enum UsersCommand {
     },
     /// Accounts and their roles.
     List,
+    /// Change NAME's role, or disable or enable it. Promotion to the approving role or admin waits for a
+    /// second admin.
+    Set {
+        name: String,
+        #[arg(long, value_parser = ["admin", "operator", "reviewer", "auditor"])]
+        role: Option<String>,
+        /// Disable the account (its sessions end at once).
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Enable a disabled account.
+        #[arg(long)]
+        enable: bool,
+        /// The admin doing it.
+        #[arg(long)]
+        user: String,
+    },
+    /// A new one-time password for NAME; its approver keys are revoked. For an approver or an admin it
+    /// waits for a second admin, who then receives the password.
+    Reset {
+        name: String,
+        /// The admin doing it.
+        #[arg(long)]
+        user: String,
+    },
+    /// Grants waiting for a second admin.
+    Pending,
+    /// Confirm a pending grant as an admin other than the one who asked; it takes effect now.
+    Confirm {
+        grant: String,
+        /// The confirming admin.
+        #[arg(long, required_unless_present = "host", conflicts_with = "host")]
+        user: Option<String>,
+        /// Confirm as the host's operator (needs the data directory and the master key), allowed only
+        /// while the appliance has fewer than two enabled admins.
+        #[arg(long)]
+        host: bool,
+    },
+    /// Withdraw (the one who asked) or refuse (another admin) a pending grant.
+    Cancel {
+        grant: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Ask that ROLE become the approving role in force (policies must name it); waits for a second
+    /// admin.
+    ApproverRole {
+        #[arg(value_parser = ["admin", "operator", "reviewer"])]
+        role: String,
+        #[arg(long)]
+        user: String,
+    },
     /// For the host's operator when no enabled admin is left (two admins disabled each other, say):
     /// makes NAME an enabled admin, creating it if needed, with a one-time password (printed once).
     /// Needs the data directory and its master key; refused while any enabled admin exists; recorded
     /// in the ledger.
     Recover { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApproverCommand {
+    /// Make a new Ed25519 approver key in FILE (mode 0600; never overwritten) and print its public key.
+    /// Run it where you keep your keys; the appliance never sees the private half.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Enrol the key in FILE for USER (signed in as that user); it is pending until an admin other than
+    /// whoever received USER's one-time password confirms it.
+    Enrol {
+        #[arg(long, value_name = "FILE", env = "LETHE_APPROVER_KEY")]
+        key: PathBuf,
+        /// What holds the key (shown to the confirming admin).
+        #[arg(long, default_value = "command-line key")]
+        label: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Approver keys and passkeys, every account's.
+    List,
+    /// Revoke key ID (its owner or an admin).
+    Revoke {
+        id: String,
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -263,6 +347,9 @@ pub enum ReleaseCommand {
         target: ReleaseTarget,
         #[arg(long)]
         comment: String,
+        /// Your enrolled approver key (`lethe approver keygen`/`enrol`), which signs the approval.
+        #[arg(long, value_name = "FILE", env = "LETHE_APPROVER_KEY")]
+        key: Option<PathBuf>,
     },
     /// Reject the run's open release request.
     Reject {
@@ -289,6 +376,10 @@ pub enum ReleaseCommand {
         /// The appliance's public key (`lethe keys public`); default: this data directory's.
         #[arg(long, value_name = "HEX")]
         public_key: Option<String>,
+        /// A file of approvers' public keys you trust (hex, one per line; `#` comments): every approval
+        /// must be signed by one of them, not only by a key the bundle names.
+        #[arg(long, value_name = "FILE")]
+        approver_keys: Option<PathBuf>,
     },
 }
 
@@ -730,6 +821,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Users(cmd) => users(&cli, &globals, cmd).await,
+        Command::Approver(cmd) => approver(&cli, &globals, cmd).await,
         Command::Release(cmd) => release_cmd(&cli, &globals, cmd).await,
         Command::Ledger(LedgerCommand::Verify { against }) => {
             let app = App::open(&globals).await?;
@@ -1846,19 +1938,158 @@ fn read_password(user: &str) -> anyhow::Result<String> {
     Ok(p)
 }
 
+fn granted_text(what: &str, g: &app::grants::Granted) -> String {
+    match g {
+        app::grants::Granted::Done {
+            one_time_password: Some(p),
+        } => format!("{what}; one-time password (shown once): {p}\n"),
+        app::grants::Granted::Done {
+            one_time_password: None,
+        } => format!("{what}\n"),
+        app::grants::Granted::Pending { grant } => format!(
+            "{what}: waits for a second admin (dual control): grant {}\n  another admin confirms it with \
+             `lethe users confirm {} --user ADMIN`\n",
+            grant.id, grant.id
+        ),
+    }
+}
+
+fn grant_line(g: &crate::store::GrantRow) -> String {
+    let detail = match g.kind.as_str() {
+        "create" | "role" => format!(
+            "role {}",
+            g.details.get("role").and_then(|v| v.as_str()).unwrap_or("?")
+        ),
+        "credential" => format!(
+            "{} key {}",
+            g.details.get("key_kind").and_then(|v| v.as_str()).unwrap_or("?"),
+            g.details.get("key").and_then(|v| v.as_str()).unwrap_or("?")
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "{:<26} {:<13} {:<20} {:<28} asked by {} at {}{}\n",
+        g.id,
+        g.kind,
+        printable(&g.target),
+        detail,
+        printable(&g.requested_by),
+        crate::ledger::format_time(g.requested_at),
+        if g.state == "pending" {
+            String::new()
+        } else {
+            format!(
+                " ({} by {})",
+                g.state,
+                printable(g.decided_by.as_deref().unwrap_or("?"))
+            )
+        }
+    )
+}
+
 async fn users(cli: &Cli, globals: &Globals, cmd: &UsersCommand) -> anyhow::Result<()> {
     let app = App::open(globals).await?;
+    let parse_role = |role: &str| -> anyhow::Result<crate::store::Role> {
+        role.parse().map_err(|e: String| anyhow::anyhow!(e))
+    };
     match cmd {
         UsersCommand::Add { name, role, user } => {
             let admin = signed_in(&app, user).await?;
-            let role: crate::store::Role =
-                role.parse().map_err(|_| anyhow::anyhow!("unknown role {role}"))?;
-            let password = app.add_user(&admin, name, role).await?;
-            emit(
-                cli.json,
-                &serde_json::json!({ "user": name, "role": role, "one_time_password": password }),
-                || format!("created {role} {name}; one-time password (shown once): {password}\n"),
-            )
+            let role = parse_role(role)?;
+            let g = app.add_user(&admin, name, role).await?;
+            let mut v = serde_json::json!({ "user": name, "role": role });
+            if let (Some(o), Ok(serde_json::Value::Object(m))) = (v.as_object_mut(), serde_json::to_value(&g))
+            {
+                o.extend(m);
+            }
+            emit(cli.json, &v, || granted_text(&format!("{role} {name}"), &g))
+        }
+        UsersCommand::Set {
+            name,
+            role,
+            disable,
+            enable,
+            user,
+        } => {
+            let admin = signed_in(&app, user).await?;
+            let target = app.user(name).await?;
+            let role = match role {
+                Some(r) => parse_role(r)?,
+                None => target.role,
+            };
+            let disabled = if *disable {
+                true
+            } else if *enable {
+                false
+            } else {
+                target.disabled
+            };
+            let g = app.set_user(&admin, name, role, disabled).await?;
+            emit(cli.json, &g, || {
+                granted_text(
+                    &format!("{name}: {role}{}", if disabled { ", disabled" } else { "" }),
+                    &g,
+                )
+            })
+        }
+        UsersCommand::Reset { name, user } => {
+            let admin = signed_in(&app, user).await?;
+            let g = app.reset_password(&admin, name).await?;
+            emit(cli.json, &g, || {
+                granted_text(&format!("password of {name} reset"), &g)
+            })
+        }
+        UsersCommand::Pending => {
+            let list = app.pending_grants().await?;
+            emit(cli.json, &list, || {
+                if list.is_empty() {
+                    return "no grant waits for a second admin\n".to_string();
+                }
+                list.iter().map(grant_line).collect()
+            })
+        }
+        UsersCommand::Confirm { grant, user, host } => {
+            let c = if *host {
+                app.confirm_grant(app::grants::Confirmer::Host, grant).await?
+            } else {
+                let name = user
+                    .as_deref()
+                    .ok_or_else(|| anyhow::anyhow!("--user ADMIN or --host is needed"))?;
+                let admin = signed_in(&app, name).await?;
+                app.confirm_grant(app::grants::Confirmer::Admin(&admin), grant)
+                    .await?
+            };
+            emit(cli.json, &c, || {
+                let mut out = format!(
+                    "confirmed {} ({} of {}, asked by {}); it took effect\n",
+                    c.grant.id,
+                    c.grant.kind,
+                    printable(&c.grant.target),
+                    printable(&c.grant.requested_by)
+                );
+                if let Some(p) = &c.one_time_password {
+                    out.push_str(&format!(
+                        "one-time password of {} (shown once; hand it over): {p}\n",
+                        printable(&c.grant.target)
+                    ));
+                }
+                out
+            })
+        }
+        UsersCommand::Cancel { grant, user } => {
+            let by = signed_in(&app, user).await?;
+            let g = app.cancel_grant(&by, grant).await?;
+            emit(cli.json, &g, || format!("{} cancelled\n", g.id))
+        }
+        UsersCommand::ApproverRole { role, user } => {
+            let admin = signed_in(&app, user).await?;
+            let g = app.request_approver_role(&admin, parse_role(role)?).await?;
+            emit(cli.json, &g, || {
+                granted_text(
+                    &format!("approving role {role}"),
+                    &app::grants::Granted::Pending { grant: g.clone() },
+                )
+            })
         }
         UsersCommand::List => {
             let list = app.store.users().list().await?;
@@ -1884,6 +2115,77 @@ async fn users(cli: &Cli, globals: &Globals, cmd: &UsersCommand) -> anyhow::Resu
                 &serde_json::json!({ "username": name, "role": "admin", "one_time_password": password }),
                 || format!("{name} is an enabled admin again; one-time password (shown once): {password}\n"),
             )
+        }
+    }
+}
+
+async fn approver(cli: &Cli, globals: &Globals, cmd: &ApproverCommand) -> anyhow::Result<()> {
+    use crate::vault::approver::ApproverKey;
+    if let ApproverCommand::Keygen { out } = cmd {
+        let pk = ApproverKey::generate(out)?;
+        return emit(
+            cli.json,
+            &serde_json::json!({ "file": out, "public_key": pk }),
+            || {
+                format!(
+                    "wrote {} (keep it private); public key {pk}\nenrol it: lethe approver enrol --key {} --user NAME\n",
+                    out.display(),
+                    out.display()
+                )
+            },
+        );
+    }
+    let app = App::open(globals).await?;
+    match cmd {
+        ApproverCommand::Keygen { .. } => unreachable!("handled above"),
+        ApproverCommand::Enrol { key, label, user } => {
+            let u = signed_in(&app, user).await?;
+            let k = ApproverKey::load(key)?;
+            let pk = k.public_key_hex();
+            let proof = k.sign(&app::grants::enrolment_message(&u.username, &pk));
+            let g = app.enrol_ed25519(&u, &pk, &proof, label).await?;
+            emit(cli.json, &g, || {
+                granted_text(
+                    &format!("key {} of {}", &pk[..16], u.username),
+                    &app::grants::Granted::Pending { grant: g.clone() },
+                )
+            })
+        }
+        ApproverCommand::List => {
+            let keys = app.approver_keys(None).await?;
+            let users = app.store.users().list().await?;
+            let name = |id: &str| {
+                users
+                    .iter()
+                    .find(|u| u.id == id)
+                    .map(|u| u.username.clone())
+                    .unwrap_or_else(|| id.to_string())
+            };
+            emit(cli.json, &keys, || {
+                let mut out = format!(
+                    "{:<37} {:<16} {:<9} {:<8} {:<17} {}\n",
+                    "KEY", "USER", "KIND", "STATE", "PUBLIC KEY", "LABEL"
+                );
+                for k in &keys {
+                    out.push_str(&format!(
+                        "{:<37} {:<16} {:<9} {:<8} {:<17} {}\n",
+                        k.id,
+                        name(&k.user_id),
+                        k.kind,
+                        k.state,
+                        &k.public_key[..16.min(k.public_key.len())],
+                        printable(&k.label)
+                    ));
+                }
+                out
+            })
+        }
+        ApproverCommand::Revoke { id, user } => {
+            let u = signed_in(&app, user).await?;
+            app.revoke_approver_key(&u, id).await?;
+            emit(cli.json, &serde_json::json!({ "revoked": id }), || {
+                format!("{id} revoked\n")
+            })
         }
     }
 }
@@ -1971,7 +2273,24 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 async fn release_cmd(cli: &Cli, globals: &Globals, cmd: &ReleaseCommand) -> anyhow::Result<()> {
-    if let ReleaseCommand::Verify { dir, public_key } = cmd {
+    if let ReleaseCommand::Verify {
+        dir,
+        public_key,
+        approver_keys,
+    } = cmd
+    {
+        let trusted = match approver_keys {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+            None => None,
+        };
         let pk = match public_key {
             Some(k) => k.clone(),
             None => {
@@ -1982,7 +2301,7 @@ async fn release_cmd(cli: &Cli, globals: &Globals, cmd: &ReleaseCommand) -> anyh
                     .public_key_hex()
             }
         };
-        let v = app::release::verify_bundle(dir, &pk)?;
+        let v = app::release::verify_bundle_with(dir, &pk, trusted.as_deref())?;
         return emit(cli.json, &v.manifest, || {
             format!(
                 "{}: bundle verified: {} files, signed by key {} (run {}, audit {}, policy sha256 {})\n",
@@ -2021,10 +2340,31 @@ async fn release_cmd(cli: &Cli, globals: &Globals, cmd: &ReleaseCommand) -> anyh
                 )
             })
         }
-        ReleaseCommand::Approve { comment, .. } | ReleaseCommand::Reject { comment, .. } => {
-            let approve = matches!(cmd, ReleaseCommand::Approve { .. });
+        ReleaseCommand::Approve { comment, key, .. } => {
+            // Without --key the rules still answer first (who may approve), then the missing signature.
+            let proof = match key {
+                Some(key) => {
+                    let key = crate::vault::approver::ApproverKey::load(key)?;
+                    let statement = app
+                        .approval_statement(&user, &target.run, &policy, comment)
+                        .await?;
+                    Some(app::release::ApprovalProof {
+                        credential: key.public_key_hex(),
+                        signature: key.sign(statement.as_bytes()),
+                        authenticator_data: None,
+                        client_data: None,
+                    })
+                }
+                None => None,
+            };
             let s = app
-                .review_release(&user, &target.run, &policy, approve, comment)
+                .review_release(&user, &target.run, &policy, true, comment, proof)
+                .await?;
+            emit(cli.json, &s, || status_text(&s))
+        }
+        ReleaseCommand::Reject { comment, .. } => {
+            let s = app
+                .review_release(&user, &target.run, &policy, false, comment, None)
                 .await?;
             emit(cli.json, &s, || status_text(&s))
         }

@@ -172,6 +172,14 @@ pub mod action {
     pub const USER_PASSWORD: &str = "user.password";
     /// The host operator made an account an admin again because none was left (`lethe users recover`).
     pub const USER_RECOVER: &str = "user.recover";
+    /// A change that needs dual control was asked for (details: the grant).
+    pub const GRANT_REQUEST: &str = "grant.request";
+    /// A second admin (or, with a single admin, the host's operator) confirmed a grant; it took effect.
+    pub const GRANT_CONFIRM: &str = "grant.confirm";
+    /// A pending grant was withdrawn or refused.
+    pub const GRANT_CANCEL: &str = "grant.cancel";
+    /// An approver's key was revoked (by hand; a password reset revokes them under `user.password`).
+    pub const KEY_REVOKE: &str = "approver.revoke";
     /// A head was signed for a witness or a bundle where the newest entry carries only a checkpoint
     /// from before the Merkle tree.
     pub const LEDGER_ANCHOR: &str = "ledger.anchor";
@@ -562,6 +570,10 @@ pub fn is_security_critical(action_name: &str) -> bool {
             | action::USER_DISABLE
             | action::USER_PASSWORD
             | action::USER_RECOVER
+            | action::GRANT_REQUEST
+            | action::GRANT_CONFIRM
+            | action::GRANT_CANCEL
+            | action::KEY_REVOKE
             | action::LEDGER_ANCHOR
     )
 }

@@ -91,6 +91,84 @@ pub fn may_approve(
     Ok(())
 }
 
+/// The statement an approver signs: which release of which run, under which audit, gate and policy,
+/// of which checkpoint (by SHA-256), the decision, the reviewer and the comment. JSON with sorted keys;
+/// the exact text is stored beside its signature, so a verifier checks the bytes that were signed.
+pub fn approval_statement(
+    release: &ReleaseRow,
+    checkpoint_sha256: &str,
+    checkpoint_step: i64,
+    reviewer: &str,
+    comment: &str,
+) -> String {
+    serde_json::json!({
+        "kind": APPROVAL_KIND,
+        "release": release.id,
+        "run": release.run_id,
+        "audit": release.audit_id,
+        "gate": release.gate_id,
+        "policy_sha256": release.policy_sha256,
+        "checkpoint_sha256": checkpoint_sha256,
+        "checkpoint_step": checkpoint_step,
+        "decision": "approve",
+        "reviewer": reviewer,
+        "comment": comment,
+    })
+    .to_string()
+}
+
+/// The `kind` field of an approval statement.
+pub const APPROVAL_KIND: &str = "lethe.approval.v1";
+
+/// An approver's public key as a verifier needs it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApproverPublicKey {
+    pub id: String,
+    /// `ed25519` or `webauthn`.
+    pub kind: String,
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rp_id: Option<String>,
+}
+
+/// Checks a signature over `statement` by `key`: an Ed25519 signature, or a passkey assertion (with
+/// its authenticator and client data).
+pub fn check_approval_signature(
+    key: &ApproverPublicKey,
+    statement: &str,
+    signature: &str,
+    authenticator_data: Option<&str>,
+    client_data: Option<&str>,
+) -> Result<(), Refused> {
+    use crate::vault::approver;
+    let r = match (key.kind.as_str(), authenticator_data, client_data) {
+        ("ed25519", None, None) => approver::verify_ed25519(&key.public_key, statement.as_bytes(), signature),
+        ("webauthn", Some(a), Some(c)) => approver::verify_webauthn(
+            &key.public_key,
+            key.rp_id.as_deref().unwrap_or_default(),
+            statement.as_bytes(),
+            a,
+            c,
+            signature,
+        )
+        .map(|_| ()),
+        (kind, ..) => {
+            return Err(Refused(format!(
+                "key {} is a {kind} key, and the proof is not of that kind",
+                key.id
+            )))
+        }
+    };
+    r.map_err(|e| {
+        Refused(format!(
+            "the approval's signature by key {} does not verify: {e}",
+            key.id
+        ))
+    })
+}
+
 /// Approvals a request needs: the policy's count, or one more with a waiver. A failed gate without a
 /// waiver, a waiver the policy does not allow, or one without a written justification is refused.
 pub fn required_approvals(
@@ -153,6 +231,7 @@ mod tests {
             created_at: 0,
             role_since: 0,
             admin_until: 0,
+            password_issued_to: None,
         }
     }
 

@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/studies/{id}", get(study))
         .route("/api/v1/releases", get(releases).post(request_release))
         .route("/api/v1/releases/{run}", get(release))
+        .route("/api/v1/releases/{run}/statement", get(statement))
         .route("/api/v1/releases/{run}/approve", post(approve))
         .route("/api/v1/releases/{run}/reject", post(reject))
         .route("/api/v1/releases/{run}/export", post(export))
@@ -55,6 +56,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/users", get(users).post(add_user))
         .route("/api/v1/users/{name}", axum::routing::patch(set_user))
         .route("/api/v1/users/{name}/reset-password", post(reset_password))
+        .route("/api/v1/grants", get(grants))
+        .route("/api/v1/grants/{id}/confirm", post(confirm_grant))
+        .route("/api/v1/grants/{id}/cancel", post(cancel_grant))
+        .route("/api/v1/approver-keys", get(approver_keys).post(enrol_key))
+        .route("/api/v1/approver-keys/{id}/revoke", post(revoke_key))
         .route("/api/v1/jobs", get(jobs))
         .route("/api/v1/jobs/events", get(job_events))
         .route("/api/v1/jobs/{id}", get(job))
@@ -519,6 +525,38 @@ async fn request_release(
 #[serde(deny_unknown_fields)]
 struct Review {
     comment: String,
+    #[serde(default)]
+    proof: Option<crate::app::release::ApprovalProof>,
+}
+
+#[derive(Deserialize)]
+struct StatementQuery {
+    comment: String,
+}
+
+async fn statement(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(run): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<StatementQuery>,
+) -> ApiResult<Json<Value>> {
+    c.require(REVIEW)?;
+    let app = s.app().await;
+    let statement = app
+        .approval_statement(&c.user, &run, &s.policy, &q.comment)
+        .await?;
+    let keys: Vec<Value> = app
+        .approver_keys(Some(&c.user))
+        .await?
+        .into_iter()
+        .filter(|k| k.state == "active")
+        .map(|k| json!({ "id": k.id, "kind": k.kind, "credential_id": k.credential_id, "public_key": k.public_key }))
+        .collect();
+    Ok(Json(json!({
+        "statement": statement,
+        "challenge": crate::vault::approver::challenge_for(statement.as_bytes()),
+        "keys": keys,
+    })))
 }
 
 async fn approve(
@@ -544,7 +582,7 @@ async fn review(
     c.require(REVIEW)?;
     let app = s.app().await;
     let status = app
-        .review_release(&c.user, &run, &s.policy, approve, &b.comment)
+        .review_release(&c.user, &run, &s.policy, approve, &b.comment, b.proof)
         .await?;
     Ok(Json(json!(status)))
 }
@@ -809,11 +847,89 @@ async fn add_user(
     Body(b): Body<NewUser>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     c.require(ADMIN)?;
-    let password = s.app().await.add_user(&c.user, &b.username, b.role).await?;
+    let g = s.app().await.add_user(&c.user, &b.username, b.role).await?;
+    let code = match g {
+        crate::app::grants::Granted::Done { .. } => StatusCode::CREATED,
+        crate::app::grants::Granted::Pending { .. } => StatusCode::ACCEPTED,
+    };
+    let mut v = json!({ "username": b.username, "role": b.role });
+    merge(&mut v, json!(g));
+    Ok((code, Json(v)))
+}
+
+/// Adds `extra`'s fields to the object `v`.
+fn merge(v: &mut Value, extra: Value) {
+    if let (Some(o), Value::Object(m)) = (v.as_object_mut(), extra) {
+        o.extend(m);
+    }
+}
+
+async fn grants(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(ADMIN)?;
+    Ok(Json(json!(s.app().await.pending_grants().await?)))
+}
+
+async fn confirm_grant(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(ADMIN)?;
+    let done = s
+        .app()
+        .await
+        .confirm_grant(crate::app::grants::Confirmer::Admin(&c.user), &id)
+        .await?;
+    Ok(Json(json!(done)))
+}
+
+async fn cancel_grant(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.cancel_grant(&c.user, &id).await?)))
+}
+
+async fn approver_keys(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    Ok(Json(json!(s.app().await.approver_keys(None).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    public_key: String,
+    proof: String,
+    label: String,
+}
+
+async fn enrol_key(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Body(b): Body<NewKey>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    c.require(READ)?;
+    let g = s
+        .app()
+        .await
+        .enrol_ed25519(&c.user, &b.public_key, &b.proof, &b.label)
+        .await?;
     Ok((
-        StatusCode::CREATED,
-        Json(json!({ "username": b.username, "role": b.role, "one_time_password": password })),
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "pending", "grant": g })),
     ))
+}
+
+async fn revoke_key(
+    State(s): State<AppState>,
+    Signed(c): Signed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require(READ)?;
+    s.app().await.revoke_approver_key(&c.user, &id).await?;
+    Ok(Json(json!({ "revoked": id })))
 }
 
 #[derive(Deserialize)]
@@ -832,7 +948,7 @@ async fn set_user(
     c.require(ADMIN)?;
     let app = s.app().await;
     let target = app.user(&name).await?;
-    let u = app
+    let g = app
         .set_user(
             &c.user,
             &name,
@@ -840,7 +956,9 @@ async fn set_user(
             b.disabled.unwrap_or(target.disabled),
         )
         .await?;
-    Ok(Json(user_json(&u)))
+    let mut v = user_json(&app.user(&name).await?);
+    merge(&mut v, json!(g));
+    Ok(Json(v))
 }
 
 async fn reset_password(
@@ -849,8 +967,10 @@ async fn reset_password(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     c.require(ADMIN)?;
-    let password = s.app().await.reset_password(&c.user, &name).await?;
-    Ok(Json(json!({ "username": name, "one_time_password": password })))
+    let g = s.app().await.reset_password(&c.user, &name).await?;
+    let mut v = json!({ "username": name });
+    merge(&mut v, json!(g));
+    Ok(Json(v))
 }
 
 async fn jobs(State(s): State<AppState>, Signed(c): Signed) -> ApiResult<Json<Value>> {

@@ -185,7 +185,7 @@ pub fn refuse(path: &str, status: StatusCode, message: &str) -> Response {
 }
 
 /// The origin this server answers as, from the Host header the browser used.
-fn own_origin(state: &AppState, headers: &HeaderMap) -> Option<String> {
+pub(crate) fn own_origin(state: &AppState, headers: &HeaderMap) -> Option<String> {
     if let Some(o) = &state.public_origin {
         return Some(o.clone());
     }

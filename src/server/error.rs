@@ -48,7 +48,9 @@ impl From<anyhow::Error> for ApiError {
             c.downcast_ref::<crate::store::StoreError>().is_some_and(|s| {
                 !matches!(
                     s,
-                    crate::store::StoreError::UserExists(_) | crate::store::StoreError::CorpusExists(_)
+                    crate::store::StoreError::UserExists(_)
+                        | crate::store::StoreError::CorpusExists(_)
+                        | crate::store::StoreError::KeyExists(_)
                 )
             }) || c.downcast_ref::<std::io::Error>().is_some()
                 || c.downcast_ref::<tokio::task::JoinError>().is_some()
@@ -63,7 +65,11 @@ impl From<anyhow::Error> for ApiError {
         if e.chain().any(|c| {
             matches!(
                 c.downcast_ref::<crate::store::StoreError>(),
-                Some(crate::store::StoreError::UserExists(_) | crate::store::StoreError::CorpusExists(_))
+                Some(
+                    crate::store::StoreError::UserExists(_)
+                        | crate::store::StoreError::CorpusExists(_)
+                        | crate::store::StoreError::KeyExists(_)
+                )
             )
         }) {
             return ApiError::new(StatusCode::CONFLICT, format!("{e:#}"));

@@ -54,6 +54,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/users", post(add_user))
         .route("/admin/users/{name}", post(set_user))
         .route("/admin/users/{name}/reset", post(reset_password))
+        .route("/account", get(account_page))
+        .route("/account/passkeys", post(enrol_passkey))
+        .route("/admin/grants/{id}/confirm", post(confirm_grant))
+        .route("/admin/grants/{id}/cancel", post(cancel_grant))
         .route("/admin/keys/rotate", post(rotate_keys))
         // As for the API: the role is checked before a form or an upload is read.
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
@@ -1251,9 +1255,20 @@ async fn review(
             other => return Err(ApiError::bad_request(format!("unknown decision {other:?}"))),
         };
         let comment = f.get("comment").cloned().unwrap_or_default();
+        // An approval carries the passkey's assertion, which the page's script fills in.
+        let filled = |k: &str| f.get(k).filter(|v| !v.is_empty()).cloned();
+        let proof = match (filled("credential"), filled("signature")) {
+            (Some(credential), Some(signature)) if approve => Some(crate::app::release::ApprovalProof {
+                credential,
+                signature,
+                authenticator_data: filled("authenticator_data"),
+                client_data: filled("client_data"),
+            }),
+            _ => None,
+        };
         s.app()
             .await
-            .review_release(&c.user, &run, &s.policy, approve, &comment)
+            .review_release(&c.user, &run, &s.policy, approve, &comment, proof)
             .await?;
         Ok(see(&back))
     })
@@ -1499,6 +1514,8 @@ async fn admin_view(s: &AppState, c: &Current, created: Option<Value>) -> ApiRes
     c.require(ADMIN)?;
     let app = s.app().await;
     let users = app.store.users().list().await?;
+    let grants = app.pending_grants().await?;
+    let approver_keys = app.approver_keys(None).await?;
     let keys = app.keys_list().await?;
     let versions: Vec<Value> = keys
         .versions
@@ -1523,6 +1540,7 @@ async fn admin_view(s: &AppState, c: &Current, created: Option<Value>) -> ApiRes
         "admin.html",
         json!({
             "me": me(c), "users": users, "roles": roles, "keys": keys, "key_versions": versions,
+            "grants": grants, "approver_keys": approver_keys,
             "public_key": app.signing_public_key()?, "policy": s.policy, "thresholds": thresholds, "created": created,
         }),
     ))
@@ -1541,13 +1559,8 @@ async fn add_user(
         c.require(ADMIN)?;
         let username = field(&f, "username")?.trim().to_string();
         let role: Role = field(&f, "role")?.parse().map_err(ApiError::bad_request)?;
-        let password = s.app().await.add_user(&c.user, &username, role).await?;
-        admin_view(
-            &s,
-            &c,
-            Some(json!({ "username": username, "role": role, "password": password })),
-        )
-        .await
+        let g = s.app().await.add_user(&c.user, &username, role).await?;
+        admin_view(&s, &c, Some(granted_notice(&username, role, &g))).await
     })
     .await
 }
@@ -1570,8 +1583,12 @@ async fn set_user(
                 )))
             }
         };
-        s.app().await.set_user(&c.user, &name, role, disabled).await?;
-        Ok(see("/admin"))
+        match s.app().await.set_user(&c.user, &name, role, disabled).await? {
+            g @ crate::app::grants::Granted::Pending { .. } => {
+                admin_view(&s, &c, Some(granted_notice(&name, role, &g))).await
+            }
+            crate::app::grants::Granted::Done { .. } => Ok(see("/admin")),
+        }
     })
     .await
 }
@@ -1580,14 +1597,120 @@ async fn reset_password(State(s): State<AppState>, Viewer(c): Viewer, Path(name)
     page(&s, &c, "/admin", async {
         c.require(ADMIN)?;
         let app = s.app().await;
-        let password = app.reset_password(&c.user, &name).await?;
+        let g = app.reset_password(&c.user, &name).await?;
         let role = app.user(&name).await?.role;
-        admin_view(
-            &s,
-            &c,
-            Some(json!({ "username": name, "role": role, "password": password })),
+        admin_view(&s, &c, Some(granted_notice(&name, role, &g))).await
+    })
+    .await
+}
+
+/// The challenge of a passkey enrolment: bound to the account and the session (its CSRF token, which
+/// only this session's pages know), so a creation made for another session or account is refused.
+fn enrolment_challenge(c: &Current) -> String {
+    crate::vault::approver::challenge_for(
+        format!("lethe.passkey.enrol\n{}\n{}", c.user.username, c.csrf).as_bytes(),
+    )
+}
+
+async fn account_view(s: &AppState, c: &Current, notice: Option<Value>) -> ApiResult<Response> {
+    let app = s.app().await;
+    let keys = app.approver_keys(Some(&c.user)).await?;
+    let grants: Vec<_> = app
+        .pending_grants()
+        .await?
+        .into_iter()
+        .filter(|g| g.target == c.user.username)
+        .collect();
+    Ok(render(
+        s,
+        "account.html",
+        json!({
+            "me": me(c), "keys": keys, "grants": grants, "notice": notice,
+            "challenge": enrolment_challenge(c),
+            "user_handle": crate::vault::approver::b64url(c.user.id.as_bytes()),
+        }),
+    ))
+}
+
+async fn account_page(State(s): State<AppState>, Viewer(c): Viewer) -> Response {
+    page(&s, &c, "/", account_view(&s, &c, None)).await
+}
+
+/// A passkey made by the account page's script: its public key (SubjectPublicKeyInfo), credential id
+/// and client data, checked for this session's challenge and this server's origin; it waits for an
+/// admin's confirmation.
+async fn enrol_passkey(
+    State(s): State<AppState>,
+    Viewer(c): Viewer,
+    headers: axum::http::HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    page(&s, &c, "/account", async {
+        let origin = super::auth::own_origin(&s, &headers)
+            .ok_or_else(|| ApiError::bad_request("the request names no Host"))?;
+        let bad = |e: crate::vault::approver::ApproverError| ApiError::bad_request(e.to_string());
+        crate::vault::approver::check_client_data(
+            field(&f, "client_data")?,
+            "webauthn.create",
+            &enrolment_challenge(&c),
+            Some(&origin),
         )
-        .await
+        .map_err(bad)?;
+        let point = crate::vault::approver::p256_point_from_spki(field(&f, "public_key")?).map_err(bad)?;
+        let rp_id = origin
+            .split("://")
+            .nth(1)
+            .unwrap_or_default()
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| origin.split("://").nth(1).unwrap_or_default().to_string());
+        let label = f.get("label").cloned().unwrap_or_else(|| "passkey".into());
+        let g = s
+            .app()
+            .await
+            .enrol_passkey(&c.user, &point, field(&f, "credential_id")?, &rp_id, &label)
+            .await?;
+        account_view(&s, &c, Some(json!({ "grant": g.id }))).await
+    })
+    .await
+}
+
+/// What the admin page says after a change that may wait for a second admin.
+fn granted_notice(username: &str, role: Role, g: &crate::app::grants::Granted) -> Value {
+    match g {
+        crate::app::grants::Granted::Done { one_time_password } => {
+            json!({ "username": username, "role": role, "password": one_time_password })
+        }
+        crate::app::grants::Granted::Pending { grant } => {
+            json!({ "username": username, "role": role, "grant": grant.id })
+        }
+    }
+}
+
+async fn confirm_grant(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path<String>) -> Response {
+    page(&s, &c, "/admin", async {
+        c.require(ADMIN)?;
+        let app = s.app().await;
+        let done = app
+            .confirm_grant(crate::app::grants::Confirmer::Admin(&c.user), &id)
+            .await?;
+        let role = app.user(&done.grant.target).await.map(|u| u.role).ok();
+        let notice = done.one_time_password.as_ref().map(|p| {
+            json!({ "username": done.grant.target, "role": role, "password": p, "confirmed": done.grant.id })
+        });
+        match notice {
+            Some(n) => admin_view(&s, &c, Some(n)).await,
+            None => Ok(see("/admin")),
+        }
+    })
+    .await
+}
+
+async fn cancel_grant(State(s): State<AppState>, Viewer(c): Viewer, Path(id): Path<String>) -> Response {
+    page(&s, &c, "/admin", async {
+        c.require(ADMIN)?;
+        s.app().await.cancel_grant(&c.user, &id).await?;
+        Ok(see("/admin"))
     })
     .await
 }

@@ -27,6 +27,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("studies.html", include_str!("../../web/templates/studies.html")),
     ("study.html", include_str!("../../web/templates/study.html")),
     ("admin.html", include_str!("../../web/templates/admin.html")),
+    ("account.html", include_str!("../../web/templates/account.html")),
 ];
 
 /// The template environment. HTML auto-escaping is on for every `.html` template (minijinja's default),

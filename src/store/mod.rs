@@ -6,6 +6,7 @@
 pub mod audits;
 pub mod corpora;
 pub mod gates;
+pub mod grants;
 pub mod jobs;
 pub mod ledger;
 pub mod releases;
@@ -25,9 +26,10 @@ use sqlx::{AnyPool, Connection, Executor, Row};
 pub use audits::{AuditRow, Audits};
 pub use corpora::{Corpora, CorpusRow, DataKeyRow};
 pub use gates::{GateDecision, Gates};
+pub use grants::{ApproverKeyRow, GrantRow, Grants, NewApproverKey};
 pub use jobs::Capacity;
 pub use jobs::{Job, JobState, Jobs, NewJob};
-pub use releases::{ReleaseRow, Releases, ReviewOutcome, ReviewRow};
+pub use releases::{ReleaseRow, Releases, ReviewOutcome, ReviewProof, ReviewRow};
 pub use runs::{CheckpointRow, MetricRow, RunRow, Runs};
 pub use sessions::{SessionRow, Sessions};
 pub use studies::{Studies, StudyRow};
@@ -62,6 +64,8 @@ pub enum StoreError {
     CorpusExists(String),
     #[error("user {0:?} already exists")]
     UserExists(String),
+    #[error("this public key is enrolled already (key {0}); each key belongs to one approver, once")]
+    KeyExists(String),
     #[error("job {id} is no longer held by worker {worker} (its lease lapsed and it was handed back)")]
     LeaseLost { id: String, worker: String },
     #[error("no job {0}")]
@@ -309,6 +313,10 @@ impl Store {
 
     pub fn gates(&self) -> Gates<'_> {
         Gates::new(self)
+    }
+
+    pub fn grants(&self) -> Grants<'_> {
+        Grants::new(self)
     }
 
     pub fn releases(&self) -> Releases<'_> {

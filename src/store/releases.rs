@@ -33,6 +33,9 @@ pub struct ReviewRow {
     pub decision: String,
     pub comment: String,
     pub created_at: i64,
+    /// An approval's proof (absent for a rejection, and for approvals from before signed approvals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ReviewProof>,
 }
 
 const COLUMNS: &str =
@@ -72,6 +75,18 @@ pub enum ReviewOutcome {
     NotOpen(String),
     /// This user has already reviewed it.
     AlreadyReviewed,
+}
+
+/// What an approver signed, with what, and the signature (see `release::approval_statement`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReviewProof {
+    pub key_id: String,
+    pub statement: String,
+    pub signature: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticator_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_data: Option<String>,
 }
 
 /// Repository over releases and reviews.
@@ -135,7 +150,8 @@ impl<'a> Releases<'a> {
 
     pub async fn reviews(&self, release_id: &str) -> Result<Vec<ReviewRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT username, role, decision, comment, created_at FROM release_reviews WHERE release_id = $1 \
+            "SELECT username, role, decision, comment, created_at, key_id, statement, signature, \
+             authenticator_data, client_data FROM release_reviews WHERE release_id = $1 \
              ORDER BY created_at, username",
         )
         .bind(release_id)
@@ -151,6 +167,20 @@ impl<'a> Releases<'a> {
                     decision: r.try_get("decision").map_err(q())?,
                     comment: r.try_get("comment").map_err(q())?,
                     created_at: r.try_get("created_at").map_err(q())?,
+                    proof: match (
+                        r.try_get::<Option<String>, _>("key_id").map_err(q())?,
+                        r.try_get::<Option<String>, _>("statement").map_err(q())?,
+                        r.try_get::<Option<String>, _>("signature").map_err(q())?,
+                    ) {
+                        (Some(key_id), Some(statement), Some(signature)) => Some(ReviewProof {
+                            key_id,
+                            statement,
+                            signature,
+                            authenticator_data: r.try_get("authenticator_data").map_err(q())?,
+                            client_data: r.try_get("client_data").map_err(q())?,
+                        }),
+                        _ => None,
+                    },
                 })
             })
             .collect()
@@ -193,6 +223,7 @@ impl<'a> Releases<'a> {
         role: &str,
         approve: bool,
         comment: &str,
+        proof: Option<&ReviewProof>,
     ) -> Result<ReviewOutcome, StoreError> {
         let mut tx = self
             .store
@@ -219,8 +250,8 @@ impl<'a> Releases<'a> {
             return Ok(ReviewOutcome::NotOpen(state.unwrap_or_else(|| "missing".into())));
         }
         let inserted = sqlx::query(
-            "INSERT INTO release_reviews (release_id, username, role, decision, comment, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO release_reviews (release_id, username, role, decision, comment, created_at, key_id, \
+             statement, signature, authenticator_data, client_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(release_id)
         .bind(username)
@@ -228,6 +259,11 @@ impl<'a> Releases<'a> {
         .bind(if approve { "approve" } else { "reject" })
         .bind(comment)
         .bind(now)
+        .bind(proof.map(|p| p.key_id.clone()))
+        .bind(proof.map(|p| p.statement.clone()))
+        .bind(proof.map(|p| p.signature.clone()))
+        .bind(proof.and_then(|p| p.authenticator_data.clone()))
+        .bind(proof.and_then(|p| p.client_data.clone()))
         .execute(&mut *tx)
         .await;
         match inserted {

@@ -66,6 +66,9 @@ pub struct User {
     pub role_since: i64,
     /// When the account last stopped being an admin (ms; 0: never, as far as the appliance knows).
     pub admin_until: i64,
+    /// Who received the account's last one-time password (an admin's name or `host:<login>`); that
+    /// person may not confirm the account's approver credential.
+    pub password_issued_to: Option<String>,
 }
 
 /// Everything but the password hash, which no log line should carry.
@@ -81,6 +84,7 @@ impl std::fmt::Debug for User {
             .field("created_at", &self.created_at)
             .field("role_since", &self.role_since)
             .field("admin_until", &self.admin_until)
+            .field("password_issued_to", &self.password_issued_to)
             .finish()
     }
 }
@@ -118,12 +122,16 @@ impl User {
             admin_until: row
                 .try_get("admin_until")
                 .map_err(StoreError::query("reading a user"))?,
+            password_issued_to: row
+                .try_get("password_issued_to")
+                .map_err(StoreError::query("reading a user"))?,
         })
     }
 }
 
 pub(super) const COLUMNS: &str =
-    "id, username, role, password_hash, must_change_password, disabled, created_at, role_since, admin_until";
+    "id, username, role, password_hash, must_change_password, disabled, created_at, \
+                                  role_since, admin_until, password_issued_to";
 
 /// The statement that sets a role and the disabled flag, keeping the role's history: `role_since`
 /// moves when the role changes, `admin_until` when an admin stops being one.
@@ -198,6 +206,7 @@ impl<'a> Users<'a> {
             created_at: now,
             role_since: now,
             admin_until: 0,
+            password_issued_to: None,
         })
     }
 
@@ -233,18 +242,35 @@ impl<'a> Users<'a> {
     /// An admin's reset of `user_id`'s password: the new (one-time) hash, and the account counts as
     /// given its role now (`role_since`), since whoever holds the one-time password holds the account:
     /// it may not approve a release requested before the reset.
-    pub async fn reset_password(&self, user_id: &str, password_hash: &str) -> Result<(), StoreError> {
+    pub async fn reset_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        issued_to: &str,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         sqlx::query(
-            "UPDATE users SET password_hash = $1, must_change_password = 1, updated_at = $2, role_since = $2 \
-             WHERE id = $3",
+            "UPDATE users SET password_hash = $1, must_change_password = 1, updated_at = $2, role_since = $2, \
+             password_issued_to = $3 WHERE id = $4",
         )
         .bind(password_hash)
         .bind(now)
+        .bind(issued_to)
         .bind(user_id)
         .execute(self.store.pool())
         .await
         .map_err(StoreError::query("resetting a password"))?;
+        Ok(())
+    }
+
+    /// Records who received the account's one-time password (see [`User::password_issued_to`]).
+    pub async fn set_password_issued_to(&self, user_id: &str, issued_to: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_issued_to = $1 WHERE id = $2")
+            .bind(issued_to)
+            .bind(user_id)
+            .execute(self.store.pool())
+            .await
+            .map_err(StoreError::query("recording who holds a one-time password"))?;
         Ok(())
     }
 

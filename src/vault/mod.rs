@@ -2,6 +2,7 @@
 //! versions), data keys wrapped under it, the Ed25519 signing key, and password hashing. Nothing above
 //! this module touches raw key bytes.
 
+pub mod approver;
 pub mod keys;
 pub mod password;
 pub mod signing;

@@ -24,6 +24,7 @@ function env(name) {
 
 const BASE = env('LETHE_E2E_BASE_URL');
 const ADMIN_OTP = env('LETHE_E2E_ADMIN_PASSWORD');
+const ADA_OTP = env('LETHE_E2E_ADA_PASSWORD');
 const PUBLIC_KEY = env('LETHE_E2E_PUBLIC_KEY');
 const DATA_DIR = env('LETHE_E2E_DATA_DIR');
 const WORK_DIR = process.env.LETHE_E2E_WORK_DIR || path.dirname(DATA_DIR);
@@ -232,6 +233,50 @@ async function signInFirstTime(name, otp) {
   await expectText(page.locator('h1'), 'Dashboard', `${name}'s landing page`);
 }
 
+/**
+ * Gives `name` a passkey: a virtual authenticator (Chromium's, through the DevTools protocol) on their
+ * page, the account page's enrolment, and admin's confirmation on /admin (not ada's: ada confirmed the
+ * account and received its one-time password, so may not confirm its credential).
+ */
+async function enrolPasskey(name) {
+  const { page, ctx } = users[name];
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  users[name].authenticator = { cdp, authenticatorId };
+  await follow(page, page.locator('header nav').getByRole('link', { name: 'Account' }), '/account');
+  await page.getByTestId('passkey-label').fill(`${name}'s virtual authenticator`);
+  await follow(page, page.getByTestId('enrol-passkey'), '/account/passkeys');
+  await expectText(page.getByTestId('passkey-pending'), /waits for an admin's confirmation/, `${name}'s enrolment notice`);
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  assert.equal(credentials.length, 1, `${name}'s authenticator holds one credential`);
+  await expectText(page.getByTestId('key-state'), 'pending', `${name}'s passkey before confirmation`);
+
+  const ada = users.ada.page;
+  await follow(ada, ada.locator('header nav').getByRole('link', { name: 'Admin' }), '/admin');
+  const res = await ada.request.post(
+    await ada.locator(`form:has([data-testid="confirm-${name}"])`).getAttribute('action'),
+    { form: { _csrf: await ada.locator('input[name="_csrf"]').first().inputValue() }, maxRedirects: 0 },
+  );
+  assert.equal(res.status(), 403, `ada confirming ${name}'s passkey: ${res.status()}`);
+  assert.match(await res.text(), /received .* one-time password/, 'the refusal says why');
+
+  const admin = users.admin.page;
+  await follow(admin, admin.locator('header nav').getByRole('link', { name: 'Admin' }), '/admin');
+  await follow(admin, admin.getByTestId(`confirm-${name}`), '/admin');
+  await page.goto('/account');
+  await expectText(page.getByTestId('key-state'), 'active', `${name}'s passkey after admin confirmed it`);
+}
+
 async function jobIds(page) {
   return page.locator('#jobs tr[data-job]').evaluateAll((rows) => rows.map((r) => r.dataset.job));
 }
@@ -336,25 +381,43 @@ step('1', 'admin signs in with the one-time password and sets their own', async 
   await signInFirstTime('admin', ADMIN_OTP);
 });
 
-step('2', 'admin creates olga (operator), rita and remy (reviewers) on /admin', async () => {
+step('2', 'admin creates olga (operator), rita and remy (reviewers); the reviewers wait for ada, the second admin', async () => {
   const { page } = users.admin;
   await follow(page, page.locator('header nav').getByRole('link', { name: 'Admin' }), '/admin');
   for (const [name, role] of [['olga', 'operator'], ['rita', 'reviewer'], ['remy', 'reviewer']]) {
     await page.getByTestId('new-username').fill(name);
     await page.getByTestId('new-role').selectOption(role);
     await follow(page, page.getByTestId('add-user'), '/admin/users');
-    await expectText(page.getByTestId('created'), `Created ${name} (${role})`, `notice after adding ${name}`);
-    const otp = (await page.getByTestId('otp').innerText()).trim();
-    assert.ok(otp.length >= 12, `${name}'s one-time password ${JSON.stringify(otp)} looks too short`);
     await openUser(name, role);
-    users[name].otp = otp;
+    if (role === 'operator') {
+      await expectText(page.getByTestId('created'), `Created ${name} (${role})`, `notice after adding ${name}`);
+      users[name].otp = (await page.getByTestId('otp').innerText()).trim();
+    } else {
+      // An approver is dual control: admin may not confirm its own request.
+      await expectText(page.getByTestId('pending-notice'), `${name} (${role}) waits for a second admin`, `notice after asking for ${name}`);
+      await expectCount(page.getByTestId(`confirm-${name}`), 0, `a confirm button for admin's own request for ${name}`);
+    }
   }
+  const ada = await openUser('ada', 'admin');
+  await signInFirstTime('ada', ADA_OTP);
+  await follow(ada.page, ada.page.locator('header nav').getByRole('link', { name: 'Admin' }), '/admin');
+  for (const name of ['rita', 'remy']) {
+    const action = await ada.page.getByTestId(`confirm-${name}`).evaluate((b) => new URL(b.form.action).pathname);
+    await follow(ada.page, ada.page.getByTestId(`confirm-${name}`), action);
+    await expectText(ada.page.getByTestId('created'), `${name} (reviewer)`, `ada's notice after confirming ${name}`);
+    users[name].otp = (await ada.page.getByTestId('otp').innerText()).trim();
+  }
+  for (const name of ['olga', 'rita', 'remy']) {
+    assert.ok(users[name].otp.length >= 12, `${name}'s one-time password ${JSON.stringify(users[name].otp)} looks too short`);
+  }
+  await follow(page, page.locator('header nav').getByRole('link', { name: 'Admin' }), '/admin');
   const rows = await page.getByTestId('users').locator('tbody tr').evaluateAll((rs) =>
     rs.map((r) => Array.from(r.cells).slice(0, 3).map((c) => c.textContent.trim())),
   );
   assert.deepEqual(
     rows.map((r) => r.join(' | ')).sort(),
     [
+      'ada | admin | active',
       'admin | admin | active',
       'olga | operator | one-time password',
       'remy | reviewer | one-time password',
@@ -362,6 +425,7 @@ step('2', 'admin creates olga (operator), rita and remy (reviewers) on /admin', 
     ],
     'the users table',
   );
+  await expectCount(page.getByTestId('grants'), 0, 'pending grants once ada confirmed both');
   const shownKey = (await page.getByTestId('public-key').innerText()).trim();
   assert.equal(shownKey, PUBLIC_KEY, 'the signing key on /admin is the one init printed');
 });
@@ -378,7 +442,7 @@ step('3', 'a wrong CSRF token is refused, and the API wants a session', async ()
   await follow(page, page.locator('header nav').getByRole('link', { name: 'Admin' }), '/admin');
   const names = await page.getByTestId('users').locator('tbody tr td:first-child').allInnerTexts();
   assert.ok(!names.map((n) => n.trim()).includes('mallory'), `mallory must not exist; users: ${names.join(', ')}`);
-  assert.equal(names.length, 4, `four users, found ${names.join(', ')}`);
+  assert.equal(names.length, 5, `five users, found ${names.join(', ')}`);
 
   const anon = await browser.newContext({ baseURL: BASE });
   try {
@@ -478,9 +542,18 @@ step('4b', 'olga audits the run, evaluates the gate and asks for release',
   },
 );
 
-step('5', 'rita finds the run waiting for review and approves it', async () => {
+step('5', 'rita enrols a passkey, admin confirms it, and she approves the run with it', async () => {
   await signInFirstTime('rita', users.rita.otp);
   const { page } = users.rita;
+  // Without a credential an approval is refused, whatever the form says.
+  const res = await page.request.post(`/releases/${run.id}/review`, {
+    form: { _csrf: await page.locator('input[name="_csrf"]').first().inputValue(), decision: 'approve', comment: 'unsigned' },
+    maxRedirects: 0,
+  });
+  assert.equal(res.status(), 403, `an unsigned approval: ${res.status()}`);
+  assert.match(await res.text(), /signed with the approver&#x27;s own key|signed with the approver's own key/, 'the refusal names the missing signature');
+  await enrolPasskey('rita');
+  await page.goto('/');
   await expectText(page.locator('h2').first(), 'Waiting for review', 'first section of rita\'s dashboard');
   const pending = page.getByTestId(`pending-${run.id}`);
   await expectText(page.locator('ul.pending li'), `Run ${run.id}: requested, 2 approval(s) missing`, 'the pending entry');
@@ -519,6 +592,8 @@ step('6', 'olga, who trained the run, cannot approve it', async () => {
 step('7', 'remy approves, exports, downloads the bundle and it verifies', async () => {
   await signInFirstTime('remy', users.remy.otp);
   const { page } = users.remy;
+  await enrolPasskey('remy');
+  await page.goto('/');
   await expectText(page.locator('ul.pending li'), `Run ${run.id}: requested, 1 approval(s) missing`, 'the pending entry');
   await follow(page, page.getByTestId(`pending-${run.id}`), `/releases/${run.id}`);
   await page.getByTestId('comment').fill('Second approval, by remy.');

@@ -86,6 +86,13 @@ ADMIN_OTP="$(json_field "$WORK/init.json" one_time_password)" || die "init print
 PUBLIC_KEY="$(json_field "$WORK/init.json" signing_public_key)" || die "init printed no signing_public_key"
 "$LETHE_BIN" corpus synth --out "$WORK/in" --docs 60 --seed 5 >"$WORK/synth.log"
 "$LETHE_BIN" --data-dir "$DATA" corpus ingest --name kb --vocab 512 --holdout 0.2 --canaries 2 "$WORK/in" >"$WORK/ingest.log"
+# A second admin, ada: admin asks, and the host's operator confirms (the appliance has one admin so
+# far). From here on ada confirms what admin asks for in the console, and the other way round.
+LETHE_PASSWORD="$ADMIN_OTP" "$LETHE_BIN" --data-dir "$DATA" --json users add ada --role admin --user admin >"$WORK/ada-grant.json"
+GRANT="$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).grant.id)' "$WORK/ada-grant.json")" \
+    || die "users add ada did not wait for a second admin"
+"$LETHE_BIN" --data-dir "$DATA" --json users confirm "$GRANT" --host >"$WORK/ada.json"
+ADA_OTP="$(json_field "$WORK/ada.json" one_time_password)" || die "users confirm printed no one_time_password"
 
 # 3. The server, on a free port; it prints the address it listens on.
 "$LETHE_BIN" --data-dir "$DATA" serve --bind 127.0.0.1:0 --policy "$POLICY" >"$WORK/server.out" 2>"$WORK/server.log" &
@@ -93,7 +100,8 @@ SERVER_PID=$!
 BASE_URL=""
 for _ in $(seq 1 300); do
     line="$(grep -m1 -o 'lethe console listening on http://127\.0\.0\.1:[0-9]*/' "$WORK/server.out" || true)"
-    if [ -n "$line" ]; then BASE_URL="${line#lethe console listening on }"; BASE_URL="${BASE_URL%/}"; break; fi
+    # As localhost: a passkey's relying party is a host name (WebAuthn refuses an IP address).
+    if [ -n "$line" ]; then BASE_URL="${line#lethe console listening on http://127.0.0.1}"; BASE_URL="http://localhost${BASE_URL%/}"; break; fi
     kill -0 "$SERVER_PID" 2>/dev/null || die "lethe serve exited before listening: $(tail -n 5 "$WORK/server.log")"
     sleep 0.1
 done
@@ -106,6 +114,7 @@ mkdir -p "$SHOTS"
 t1=$SECONDS
 LETHE_E2E_BASE_URL="$BASE_URL" \
 LETHE_E2E_ADMIN_PASSWORD="$ADMIN_OTP" \
+LETHE_E2E_ADA_PASSWORD="$ADA_OTP" \
 LETHE_E2E_PUBLIC_KEY="$PUBLIC_KEY" \
 LETHE_E2E_DATA_DIR="$DATA" \
 LETHE_E2E_WORK_DIR="$WORK" \

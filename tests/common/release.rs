@@ -43,7 +43,9 @@ pub fn write_policy(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// An initialised appliance with users: returns (tmp, data, passwords by user name).
+/// An initialised appliance with users: returns (tmp, data, passwords by user name). An account that
+/// needs dual control (an approver or an admin) is confirmed by the host while one admin exists, then by
+/// the second admin; each reviewer gets an approver key ([`approver_key`]), confirmed by `admin`.
 pub fn with_users(
     users: &[(&str, &str)],
 ) -> (
@@ -60,32 +62,99 @@ pub fn with_users(
         "admin".to_string(),
         init["one_time_password"].as_str().unwrap().to_string(),
     );
+    let mut admins = vec!["admin".to_string()];
     for (name, role) in users {
         let out = ok(as_user(
             &data,
             &pw["admin"],
             &["--json", "users", "add", name, "--role", role, "--user", "admin"],
         ));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["status"] == "pending" {
+            v = confirm(&data, &pw, &admins, v["grant"]["id"].as_str().unwrap());
+        }
         pw.insert(
             (*name).to_string(),
             v["one_time_password"].as_str().unwrap().to_string(),
         );
+        if *role == "admin" {
+            admins.push((*name).to_string());
+        }
+    }
+    for (name, role) in users {
+        if *role == "reviewer" {
+            enrol_key(&data, &pw, name);
+        }
     }
     (tmp, data, pw)
 }
 
-/// Runs lethe with `LETHE_PASSWORD` set.
+/// Confirms grant `id`: by the host while one admin exists, else by the second admin.
+pub fn confirm(
+    data: &Path,
+    pw: &std::collections::HashMap<String, String>,
+    admins: &[String],
+    id: &str,
+) -> serde_json::Value {
+    let out = if admins.len() < 2 {
+        ok(lethe(data, &["--json", "users", "confirm", id, "--host"]))
+    } else {
+        ok(as_user(
+            data,
+            &pw[&admins[1]],
+            &["--json", "users", "confirm", id, "--user", &admins[1]],
+        ))
+    };
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Where the tests keep `name`'s approver key: beside the data directory.
+pub fn approver_key(data: &Path, name: &str) -> PathBuf {
+    data.parent()
+        .unwrap()
+        .join("approver-keys")
+        .join(format!("{name}.key"))
+}
+
+/// Makes `name` an approver key, enrols it as `name`, and has `admin` confirm it.
+pub fn enrol_key(data: &Path, pw: &std::collections::HashMap<String, String>, name: &str) {
+    let key = approver_key(data, name);
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let k = key.to_str().unwrap();
+    ok(lethe(data, &["approver", "keygen", "--out", k]));
+    let out = ok(as_user(
+        data,
+        &pw[name],
+        &["--json", "approver", "enrol", "--key", k, "--user", name],
+    ));
+    let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ok(as_user(
+        data,
+        &pw["admin"],
+        &["users", "confirm", g["id"].as_str().unwrap(), "--user", "admin"],
+    ));
+}
+
+/// Runs lethe with `LETHE_PASSWORD` set, and `LETHE_APPROVER_KEY` when the `--user` named has a key
+/// at [`approver_key`].
 pub fn as_user(data: &Path, password: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .arg("--data-dir")
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"));
+    cmd.arg("--data-dir")
         .arg(data)
         .args(args)
         .env_remove("LETHE_DATABASE_URL")
         .env_remove("LETHE_MASTER_KEY")
-        .env("LETHE_PASSWORD", password)
-        .output()
-        .unwrap()
+        .env_remove("LETHE_APPROVER_KEY")
+        .env("LETHE_PASSWORD", password);
+    if let Some(i) = args.iter().position(|a| *a == "--user") {
+        if let Some(name) = args.get(i + 1) {
+            let key = approver_key(data, name);
+            if key.exists() {
+                cmd.env("LETHE_APPROVER_KEY", key);
+            }
+        }
+    }
+    cmd.output().unwrap()
 }
 
 /// Ingests, trains as `trainer`, audits and gates under `policy`; returns the run id.
