@@ -143,6 +143,88 @@ on_both_engines!(
     super::grants_are_decided_once_and_keys_belong_to_one_approver
 );
 
+/// The security review's medium finding 3, in the database so that every console process counts the
+/// same attempts: forty reservations at once for one account get one slot; failures and checks in flight
+/// count together against the limit; an expired check frees its slot; a success forgets the failures.
+async fn sign_in_attempts_are_reserved_once_across_connections(db: &TestDb) {
+    use lethe::store::throttle::ThrottleKey;
+    let store = Arc::new(db.open().await);
+    let window = 900_000;
+    let key = |k: &str, limit, in_flight| ThrottleKey {
+        key: k.into(),
+        limit,
+        in_flight,
+    };
+    let rita = vec![key("user:rita", 5, 1), key("addr:10.0.0.1", 20, 4)];
+    let racers: Vec<_> = (0..40)
+        .map(|_| {
+            let (store, keys) = (store.clone(), rita.clone());
+            tokio::spawn(async move { store.throttle().reserve(&keys, 1_000, window, 30_000).await })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for r in racers {
+        if let Ok(ids) = r.await.unwrap().unwrap() {
+            held.push(ids);
+        }
+    }
+    assert_eq!(held.len(), 1, "one check of an account in flight at a time");
+    store.throttle().failed(&held[0], 1_000, window).await.unwrap();
+    // One at a time, five checks in all, then the window's wait.
+    let mut checked = 1;
+    while let Ok(ids) = store
+        .throttle()
+        .reserve(&rita, 2_000, window, 30_000)
+        .await
+        .unwrap()
+    {
+        store.throttle().failed(&ids, 2_000, window).await.unwrap();
+        checked += 1;
+        assert!(checked <= 5, "the limit holds");
+    }
+    assert_eq!(checked, 5);
+    let wait = store
+        .throttle()
+        .reserve(&rita, 3_000, window, 30_000)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!((890..=900).contains(&wait), "{wait}");
+    // A check whose process died frees its slot when it expires.
+    let remy = vec![key("user:remy", 5, 1)];
+    let _lost = store
+        .throttle()
+        .reserve(&remy, 1_000, window, 30_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .throttle()
+        .reserve(&remy, 2_000, window, 30_000)
+        .await
+        .unwrap()
+        .is_err());
+    assert!(store
+        .throttle()
+        .reserve(&remy, 31_001, window, 30_000)
+        .await
+        .unwrap()
+        .is_ok());
+    // After the window, or a success, rita may try again.
+    assert!(store
+        .throttle()
+        .reserve(&rita, 1_000 + window + 2_000, window, 30_000)
+        .await
+        .unwrap()
+        .is_ok());
+    store.throttle().forget("user:rita").await.unwrap();
+    store.close().await;
+}
+on_both_engines!(
+    sign_in_throttle,
+    super::sign_in_attempts_are_reserved_once_across_connections
+);
+
 /// The security review's low finding 8: two admins disabling each other at once left no enabled admin.
 /// The last-admin check and the change are one atomic step now, on both engines.
 async fn two_admins_disabling_each_other_at_once_leave_one_enabled(db: &TestDb) {

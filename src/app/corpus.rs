@@ -119,7 +119,9 @@ impl App {
         let built = tokio::task::spawn_blocking(move || ingest::build(&opts, &dir, &keys))
             .await
             .context("ingest was interrupted")??;
+        super::fault_point("ingest.built");
         let target = ingest::move_into_place(&built, &corpora_dir)?;
+        super::fault_point("ingest.moved");
         let report = built.report.clone();
         let row = CorpusRow {
             id: built.corpus_id.clone(),

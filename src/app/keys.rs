@@ -100,7 +100,9 @@ impl App {
             if self.store.corpora().rewrap(&row, &new).await? {
                 rewrapped += 1;
             }
+            super::fault_point("rotate.rewrapping");
         }
+        super::fault_point("rotate.before_signing_key");
         let before = Signer::wrapped_version(&self.config.signing_key_file)?;
         Signer::rewrap_file(&self.config.signing_key_file, &ring)?;
         // The new file is what `self.keys()` reads from here on (the ledger record below among them).

@@ -129,6 +129,19 @@ pub fn cli_actor() -> String {
     )
 }
 
+/// A named point where the fault campaigns (`tests/faults.rs`) kill the process as `kill -9` would:
+/// when `LETHE_FAULT_POINT` names this point, the process sends itself SIGKILL here, so a test can stop
+/// it at the worst moment of an ingest, an export, an approval or a key rotation and check that nothing
+/// is left half done and that a retry works. Unset (always, outside those tests), it does nothing.
+pub fn fault_point(name: &str) {
+    if std::env::var("LETHE_FAULT_POINT").is_ok_and(|p| p == name) {
+        // SAFETY: kill(2) on our own pid with a signal that cannot be caught; nothing runs after it.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
 /// The host's operator as an actor, `host:<login>`: who confirms a grant while a single admin is left,
 /// and who recovers an admin.
 pub fn host_actor() -> String {

@@ -403,6 +403,42 @@ impl App {
         })
     }
 
+    /// Records the ledger entry of each review of `rel` that has none: what a crash between a review's
+    /// commit and its ledger record leaves (a retry of the review, and every export, call this). The
+    /// entry says it was recovered and carries the stored proof. Returns how many were recorded.
+    pub(super) async fn record_missing_reviews(&self, rel: &ReleaseRow) -> anyhow::Result<usize> {
+        let entries = self.store.ledger().entries(Some(rel.created_at)).await?;
+        let mut recorded = 0;
+        for r in self.store.releases().reviews(&rel.id).await? {
+            let action = if r.decision == "approve" {
+                action::RELEASE_APPROVE
+            } else {
+                action::RELEASE_REJECT
+            };
+            let logged = entries.iter().any(|e| {
+                e.action == action
+                    && e.actor == r.username
+                    && e.details.get("release").and_then(|v| v.as_str()) == Some(rel.id.as_str())
+            });
+            if logged {
+                continue;
+            }
+            let step = self.audit_row(&rel.audit_id).await?.checkpoint_step;
+            self.record(
+                &r.username,
+                action,
+                &rel.run_id,
+                serde_json::json!({
+                    "release": rel.id, "checkpoint_step": step, "comment": r.comment,
+                    "proof": r.proof, "recovered": true, "reviewed_at": crate::ledger::format_time(r.created_at),
+                }),
+            )
+            .await?;
+            recorded += 1;
+        }
+        Ok(recorded)
+    }
+
     /// Approves or rejects the run's open release request as `user`. An approval carries `proof`, a
     /// signature over [`Self::approval_statement`] by one of the user's active approver keys.
     pub async fn review_release(
@@ -450,6 +486,10 @@ impl App {
                 anyhow::bail!("release {} is {state}, not open for review", rel.id)
             }
             ReviewOutcome::AlreadyReviewed => {
+                // A retry after a crash between the review's commit and its ledger entry completes it.
+                if self.record_missing_reviews(&rel).await? > 0 {
+                    return self.release_status(&rel.run_id).await;
+                }
                 anyhow::bail!(
                     "{} has already reviewed release {}; approvals come from distinct users",
                     user.username,
@@ -457,6 +497,7 @@ impl App {
                 )
             }
             ReviewOutcome::Recorded { state, approvals } => {
+                super::fault_point("review.committed");
                 let step = self.audit_row(&rel.audit_id).await?.checkpoint_step;
                 self.record(
                     &user.username,
@@ -587,6 +628,7 @@ impl App {
             "approved" => {
                 // Only one process moves it to released; a second exporter finds it released already.
                 self.store.releases().transition(&rel.id, "approved", "released", None).await?;
+                super::fault_point("export.released");
             }
             "released" => {}
             other => anyhow::bail!(
@@ -683,6 +725,7 @@ impl App {
         }
         // A signed head of the ledger and the approvals' entries with their inclusion proofs: the bundle
         // proves its approvals are in a log that `lethe ledger verify --against BUNDLE` checks later.
+        self.record_missing_reviews(&rel).await?;
         let ledger_part = self.bundle_ledger(&rel.id).await?;
         let signer = crate::vault::signing::Signer::load(&self.config.signing_key_file, &self.keys())?;
         let files: Vec<(&'static str, Vec<u8>)> = vec![
@@ -716,6 +759,7 @@ impl App {
         })
         .await
         .context("writing the bundle was interrupted")??;
+        super::fault_point("export.written");
         self.record(
             &user.username,
             action::RELEASE_EXPORT,

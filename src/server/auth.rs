@@ -13,9 +13,7 @@
 //! or `?_csrf=` for the console's file upload only) and, when the browser names its Origin, come from this origin. A bearer
 //! token is never sent by a browser on its own, so bearer requests need no CSRF token.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -327,116 +325,99 @@ fn form_field(encoded: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Failed sign-ins per account and per address over a sliding window, in memory: a restart forgets
-/// them, which costs an attacker a restart per handful of guesses, not a way around the limit.
-///
-/// An attempt is reserved before its password is checked ([`Throttle::reserve`]): the failures in the
-/// window and the checks still in flight count together against the limit, so parallel guesses cannot
-/// all be checked before the first failure is recorded; and at most [`ACCOUNT_IN_FLIGHT`] checks per
-/// account and [`ADDRESS_IN_FLIGHT`] per address run at once.
-#[derive(Default)]
-pub struct Throttle {
-    state: Mutex<ThrottleState>,
-}
-
-#[derive(Default)]
-struct ThrottleState {
-    failures: HashMap<String, VecDeque<i64>>,
-    in_flight: HashMap<String, usize>,
-}
-
 /// Password checks of one account that may run at once.
 pub const ACCOUNT_IN_FLIGHT: usize = 1;
 /// Password checks from one address that may run at once.
 pub const ADDRESS_IN_FLIGHT: usize = 4;
+/// How long a check holds its slot if its process dies before it ends.
+const FLIGHT_MS: i64 = 30_000;
 
-/// A reserved sign-in attempt: resolve it with [`Attempt::failed`] or [`Attempt::succeeded`]; dropped
-/// unresolved (an error before the check finished), it only frees its slot.
-pub struct Attempt<'a> {
-    throttle: &'a Throttle,
-    keys: Vec<(String, usize, usize)>,
+/// A reserved sign-in attempt. The throttle lives in the database (`store::throttle`), so every console
+/// process on one database counts the same failures and checks: an attempt is reserved before its
+/// password is checked, the failures in the window and the checks in flight count together against the
+/// limit (parallel guesses cannot all be checked before the first failure is recorded), and at most
+/// [`ACCOUNT_IN_FLIGHT`] checks per account and [`ADDRESS_IN_FLIGHT`] per address run at once. Resolve
+/// it with [`Attempt::failed`] or [`Attempt::succeeded`]; dropped unresolved (an error before the check
+/// ended), it frees its slots.
+pub struct Attempt {
+    store: crate::store::Store,
+    ids: Vec<String>,
+    account: String,
+    resolved: bool,
 }
 
-impl Throttle {
-    /// Reserves an attempt, or the seconds to wait when a limit is reached (failures in the window plus
-    /// checks in flight, or too many checks in flight).
-    pub fn reserve(&self, username: &str, addr: Option<&str>, now: i64) -> Result<Attempt<'_>, u64> {
-        let keys = keys(username, addr);
-        let Ok(mut st) = self.state.lock() else {
-            return Err(1);
-        };
-        let mut wait: Option<u64> = None;
-        for (key, limit, cap) in &keys {
-            let flying = st.in_flight.get(key).copied().unwrap_or(0);
-            let q = st.failures.entry(key.clone()).or_default();
-            while q.front().is_some_and(|&t| t <= now - THROTTLE_WINDOW_MS) {
-                q.pop_front();
-            }
-            let s = if q.len() >= *limit {
-                let oldest = q.front().copied().unwrap_or(now);
-                Some(((oldest + THROTTLE_WINDOW_MS - now).max(1000) / 1000) as u64)
-            } else if q.len() + flying >= *limit || flying >= *cap {
-                Some(1)
-            } else {
-                None
-            };
-            if let Some(s) = s {
-                wait = Some(wait.map_or(s, |w| w.max(s)));
-            }
-        }
-        if let Some(w) = wait {
-            return Err(w);
-        }
-        for (key, _, _) in &keys {
-            *st.in_flight.entry(key.clone()).or_default() += 1;
-        }
-        Ok(Attempt { throttle: self, keys })
-    }
-
-    /// Seconds to wait before the next try, if a limit is reached (reserves nothing).
-    pub fn retry_after(&self, username: &str, addr: Option<&str>, now: i64) -> Option<u64> {
-        self.reserve(username, addr, now).err()
-    }
+/// Reserves an attempt for `username` from `addr`, or the seconds to wait when a limit is reached.
+pub async fn reserve(
+    store: &crate::store::Store,
+    username: &str,
+    addr: Option<&str>,
+    now: i64,
+) -> Result<Result<Attempt, u64>, crate::store::StoreError> {
+    let keys = keys(username, addr);
+    Ok(
+        match store
+            .throttle()
+            .reserve(&keys, now, THROTTLE_WINDOW_MS, FLIGHT_MS)
+            .await?
+        {
+            Ok(ids) => Ok(Attempt {
+                store: store.clone(),
+                ids,
+                account: keys[0].key.clone(),
+                resolved: false,
+            }),
+            Err(wait) => Err(wait),
+        },
+    )
 }
 
-impl Attempt<'_> {
+impl Attempt {
     /// The password was wrong: a failure for the account and the address.
-    pub fn failed(self, now: i64) {
-        if let Ok(mut st) = self.throttle.state.lock() {
-            for (key, _, _) in &self.keys {
-                st.failures.entry(key.clone()).or_default().push_back(now);
-            }
-        }
+    pub async fn failed(mut self, now: i64) -> Result<(), crate::store::StoreError> {
+        self.resolved = true;
+        self.store
+            .throttle()
+            .failed(&self.ids, now, THROTTLE_WINDOW_MS)
+            .await
     }
 
-    /// The password was right: the account's failures are forgotten.
-    pub fn succeeded(self) {
-        if let (Ok(mut st), Some((key, _, _))) = (self.throttle.state.lock(), self.keys.first()) {
-            st.failures.remove(key);
-        }
+    /// The password was right: the slots are freed and the account's failures forgotten.
+    pub async fn succeeded(mut self) -> Result<(), crate::store::StoreError> {
+        self.resolved = true;
+        self.store.throttle().release(&self.ids).await?;
+        self.store.throttle().forget(&self.account).await
     }
 }
 
-impl Drop for Attempt<'_> {
+impl Drop for Attempt {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.throttle.state.lock() {
-            for (key, _, _) in &self.keys {
-                if let Some(n) = st.in_flight.get_mut(key) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        st.in_flight.remove(key);
-                    }
-                }
-            }
+        if self.resolved {
+            return;
+        }
+        let (store, ids) = (self.store.clone(), std::mem::take(&mut self.ids));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                // If this fails too, the slot expires by itself after FLIGHT_MS.
+                let _ = store.throttle().release(&ids).await;
+            });
         }
     }
 }
 
-/// The throttle's keys for an attempt: (key, failure limit, checks in flight).
-fn keys(username: &str, addr: Option<&str>) -> Vec<(String, usize, usize)> {
-    let mut k = vec![(format!("user:{username}"), ACCOUNT_LIMIT, ACCOUNT_IN_FLIGHT)];
+/// The throttle's keys for an attempt: the account's, then the address's.
+fn keys(username: &str, addr: Option<&str>) -> Vec<crate::store::throttle::ThrottleKey> {
+    use crate::store::throttle::ThrottleKey;
+    let mut k = vec![ThrottleKey {
+        key: format!("user:{username}"),
+        limit: ACCOUNT_LIMIT,
+        in_flight: ACCOUNT_IN_FLIGHT,
+    }];
     if let Some(a) = addr {
-        k.push((format!("addr:{a}"), ADDRESS_LIMIT, ADDRESS_IN_FLIGHT));
+        k.push(ThrottleKey {
+            key: format!("addr:{a}"),
+            limit: ADDRESS_LIMIT,
+            in_flight: ADDRESS_IN_FLIGHT,
+        });
     }
     k
 }
@@ -452,7 +433,8 @@ pub async fn sign_in(
 ) -> ApiResult<(User, String, String)> {
     let now = now_ms();
     // The attempt is reserved before the password is checked, so parallel guesses count at once.
-    let attempt = match state.throttle.reserve(username, addr, now) {
+    let app = state.app().await;
+    let attempt = match reserve(&app.store, username, addr, now).await? {
         Ok(a) => a,
         Err(wait) => {
             return Err(ApiError::new(
@@ -461,7 +443,6 @@ pub async fn sign_in(
             ))
         }
     };
-    let app = state.app().await;
     let user = match app.authenticate(username, password, via).await {
         Ok(u) => u,
         Err(e) => {
@@ -470,14 +451,14 @@ pub async fn sign_in(
             {
                 return Err(e.into());
             }
-            attempt.failed(now);
+            attempt.failed(now).await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "wrong user name or password, or the account is disabled",
             ));
         }
     };
-    attempt.succeeded();
+    attempt.succeeded().await?;
     let token = crate::vault::random_hex(32).map_err(anyhow::Error::from)?;
     let csrf = crate::vault::random_hex(32).map_err(anyhow::Error::from)?;
     app.store
@@ -514,50 +495,25 @@ mod tests {
     }
 
     #[test]
-    fn throttle_counts_per_account_and_address() {
-        let t = Throttle::default();
-        for _ in 0..ACCOUNT_LIMIT {
-            t.reserve("rita", Some("10.0.0.1"), 1_000).unwrap().failed(1_000);
-        }
-        let wait = t.retry_after("rita", Some("10.0.0.2"), 2_000).unwrap();
+    fn the_wait_counts_failures_in_the_window_and_checks_in_flight_together() {
+        use crate::store::throttle::wait_for;
+        let w = THROTTLE_WINDOW_MS;
+        assert_eq!(wait_for(&[], 0, ACCOUNT_LIMIT, ACCOUNT_IN_FLIGHT, 1_000, w), None);
+        let five = [1_000; ACCOUNT_LIMIT];
+        let wait = wait_for(&five, 0, ACCOUNT_LIMIT, ACCOUNT_IN_FLIGHT, 2_000, w).unwrap();
         assert!((890..=900).contains(&wait), "{wait}");
-        // Another account from the same address is not yet refused; the window slides.
-        assert_eq!(t.retry_after("remy", Some("10.0.0.1"), 2_000), None);
-        assert_eq!(t.retry_after("rita", None, 1_000 + THROTTLE_WINDOW_MS + 1), None);
-        // The address limit holds across accounts.
-        for i in 0..ADDRESS_LIMIT {
-            t.reserve(&format!("u{i}"), Some("10.0.0.9"), 5_000)
-                .unwrap()
-                .failed(5_000);
-        }
-        assert!(t.retry_after("fresh", Some("10.0.0.9"), 5_000).is_some());
-    }
-
-    /// The security review's medium finding 3: 40 parallel wrong passwords were all checked against a
-    /// limit of 5, because a failure was recorded only after the slow check. Attempts are reserved
-    /// first: while one check of an account is in flight, the next is refused.
-    #[test]
-    fn parallel_attempts_are_reserved_before_the_check() {
-        let t = Throttle::default();
-        let first = t.reserve("rita", Some("10.0.0.1"), 1_000).unwrap();
-        for _ in 0..40 {
-            assert_eq!(t.reserve("rita", Some("10.0.0.2"), 1_000).err(), Some(1));
-        }
-        first.failed(1_000);
-        // One at a time, the limit holds: five checks in all, then the window's wait.
-        let mut checked = 1;
-        while let Ok(a) = t.reserve("rita", Some("10.0.0.3"), 1_000) {
-            a.failed(1_000);
-            checked += 1;
-        }
-        assert_eq!(checked, ACCOUNT_LIMIT);
-        // Checks from one address are capped in flight across accounts too.
-        let held: Vec<_> = (0..ADDRESS_IN_FLIGHT)
-            .map(|i| t.reserve(&format!("a{i}"), Some("10.0.0.7"), 1_000).unwrap())
-            .collect();
-        assert!(t.reserve("another", Some("10.0.0.7"), 1_000).is_err());
-        drop(held);
-        assert!(t.reserve("another", Some("10.0.0.7"), 1_000).is_ok());
+        // Four failures and one check in flight reach the limit of five: wait a second.
+        assert_eq!(wait_for(&five[..4], 1, ACCOUNT_LIMIT, 9, 2_000, w), Some(1));
+        // One check in flight is the account's cap on its own.
+        assert_eq!(
+            wait_for(&[], 1, ACCOUNT_LIMIT, ACCOUNT_IN_FLIGHT, 2_000, w),
+            Some(1)
+        );
+        assert_eq!(wait_for(&[], 3, ADDRESS_LIMIT, ADDRESS_IN_FLIGHT, 2_000, w), None);
+        assert_eq!(
+            wait_for(&[], 4, ADDRESS_LIMIT, ADDRESS_IN_FLIGHT, 2_000, w),
+            Some(1)
+        );
     }
 
     #[test]

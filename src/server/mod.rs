@@ -59,7 +59,6 @@ pub struct Inner {
     pub secure: bool,
     /// The origin browsers use, when it is not this listener's own (a TLS-terminating proxy).
     pub public_origin: Option<String>,
-    pub throttle: auth::Throttle,
     pub templates: minijinja::Environment<'static>,
 }
 
@@ -79,7 +78,6 @@ impl AppState {
             policy,
             secure,
             public_origin,
-            throttle: auth::Throttle::default(),
             templates: web::templates()?,
         })))
     }

@@ -13,6 +13,7 @@ pub mod releases;
 pub mod runs;
 pub mod sessions;
 pub mod studies;
+pub mod throttle;
 pub mod users;
 pub mod workers;
 
@@ -53,6 +54,11 @@ pub enum StoreError {
     Connect { url: String, source: sqlx::Error },
     #[error("database URL {url}: {problem}")]
     TlsFile { url: String, problem: String },
+    #[error(
+        "cannot open database {url}: the file system holding {dir} has no space left (free some and run \
+         the command again; nothing was changed)"
+    )]
+    DiskFull { url: String, dir: String },
     #[error("cannot apply database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error while {context}: {source}")]
@@ -78,6 +84,20 @@ impl StoreError {
     pub(crate) fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |source| StoreError::Query { context, source }
     }
+}
+
+/// The directory of a SQLite URL's database file when its file system has (almost) no space left.
+fn full_sqlite_dir(url: &str) -> Option<String> {
+    let path = url.strip_prefix("sqlite://")?.split('?').next()?;
+    let dir = Path::new(path).parent()?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs fills the zeroed struct we own from a NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+    (free < 64 * 1024).then(|| dir.display().to_string())
 }
 
 /// Which database engine a [`Store`] talks to.
@@ -206,9 +226,17 @@ impl Store {
             })
             .connect(url)
             .await
-            .map_err(|source| StoreError::Connect {
-                url: redact_url(url),
-                source,
+            .map_err(|source| match full_sqlite_dir(url) {
+                // SQLite needs room for its write-ahead log even to read; its own error is "disk I/O
+                // error", which the pool reports as a time-out.
+                Some(dir) => StoreError::DiskFull {
+                    url: redact_url(url),
+                    dir,
+                },
+                None => StoreError::Connect {
+                    url: redact_url(url),
+                    source,
+                },
             })?;
         Ok(Store {
             pool,
@@ -313,6 +341,10 @@ impl Store {
 
     pub fn gates(&self) -> Gates<'_> {
         Gates::new(self)
+    }
+
+    pub fn throttle(&self) -> throttle::Throttle<'_> {
+        throttle::Throttle::new(self)
     }
 
     pub fn grants(&self) -> Grants<'_> {
