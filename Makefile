@@ -111,3 +111,30 @@ gpu-bundle: setup
 clean:
 	cargo clean
 	rm -rf bin "$(DEMO_DIR)" "$(DEMO_DIR)-corpus"
+
+# Coverage-guided fuzzing (fuzz/README.md): cargo-fuzz targets for the sealed-stream and sealed-corpus
+# readers, the release bundle, the ingest and upload readers, the policy and secret-rule parsers, and the
+# ledger verifier. `make fuzz` runs each target for FUZZ_SECONDS from its seeds (the corpus it grows stays
+# in fuzz/corpus/); `make fuzz-smoke` replays every seed and fuzzes each target for FUZZ_SMOKE_SECONDS.
+# Either fails on a crash, a hang or an oversized allocation and prints the reproducer's path. cargo-fuzz
+# runs on the stable toolchain: RUSTC_BOOTSTRAP lets it pass libFuzzer's nightly-only flags. No sanitizer:
+# the code under test is safe Rust, and what is looked for is a panic, a hang or unbounded allocation.
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_TARGET_DIR ?= $(CURDIR)/fuzz/target
+FUZZ_TARGETS := sealed_stream sealed_corpus bundle corpus_reader upload policy secret_rules ledger_chain \
+	ledger_anchor merkle
+FUZZ_BIN_DIR = $(FUZZ_TARGET_DIR)/$(shell rustc -vV | sed -n 's/^host: //p')/release
+
+.PHONY: fuzz fuzz-smoke fuzz-build
+
+fuzz-build: setup
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none --codegen-units 16 \
+		--target-dir "$(FUZZ_TARGET_DIR)"
+
+fuzz: fuzz-build
+	bash fuzz/run.sh $(FUZZ_SECONDS) "$(FUZZ_BIN_DIR)" $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	bash fuzz/run.sh --smoke $(FUZZ_SMOKE_SECONDS) "$(FUZZ_BIN_DIR)" $(FUZZ_TARGETS)

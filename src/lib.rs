@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cli;
 pub mod corpus;
 pub mod eval;
+pub mod fuzzing;
 pub mod ledger;
 pub mod model;
 pub mod policy;

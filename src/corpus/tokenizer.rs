@@ -71,7 +71,17 @@ impl CorpusTokenizer {
 
     /// Loads a tokenizer from its `tokenizer.json` bytes.
     pub fn from_json(bytes: &[u8]) -> Result<CorpusTokenizer, CorpusError> {
-        let inner = Tokenizer::from_bytes(bytes)
+        // `tokenizers` 0.22 panics instead of failing on some malformed documents (a JSON syntax error
+        // inside `decoder`: `DecoderHelper::deserialize(..).expect("Helper")`), found by the
+        // `sealed_corpus` fuzz target; a panic there is an invalid file like any other.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|e| CorpusError::Tokenizer(format!("tokenizer.json is invalid: {e}")))?;
+        let inner = std::panic::catch_unwind(|| Tokenizer::from_bytes(bytes))
+            .map_err(|_| {
+                CorpusError::Tokenizer(
+                    "tokenizer.json is invalid: the tokenizers library could not parse it".into(),
+                )
+            })?
             .map_err(|e| CorpusError::Tokenizer(format!("tokenizer.json is invalid: {e}")))?;
         let tok = CorpusTokenizer::wrap(inner);
         tok.check_specials()?;
@@ -149,6 +159,16 @@ impl CorpusTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `sealed_corpus` fuzz target: a JSON syntax error inside `decoder` made `tokenizers`
+    /// panic; it is an invalid tokenizer file now.
+    #[test]
+    fn a_malformed_decoder_is_an_error_not_a_panic() {
+        let e = CorpusTokenizer::from_json(b"{\"decoder\":{\"type\":\"\x01\"}}")
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("tokenizer.json is invalid"), "{e}");
+    }
 
     fn sample() -> Vec<String> {
         (0..200)
