@@ -186,11 +186,7 @@ impl App {
             ))
             .into());
         }
-        let password = crate::vault::password::generate_one_time()?;
-        let pw = password.clone();
-        let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
-            .await
-            .context("hashing the password was interrupted")??;
+        let (password, hash) = super::one_time_password().await?;
         let existing = self.store.users().by_username(username).await?;
         let created = existing.is_none();
         let user = match existing {

@@ -304,11 +304,7 @@ impl App {
     /// A new one-time password for `target`, handed to `issued_to`: its sessions end, its approver keys
     /// are revoked, and the reset counts as a new grant of its role (no approving an older request).
     pub(super) async fn issue_reset(&self, target: &User, issued_to: &str) -> anyhow::Result<String> {
-        let password = crate::vault::password::generate_one_time()?;
-        let pw = password.clone();
-        let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
-            .await
-            .context("hashing the password was interrupted")??;
+        let (password, hash) = super::one_time_password().await?;
         self.store
             .users()
             .reset_password(&target.id, &hash, issued_to)

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::config::{self, Config};
 use super::Globals;
 use crate::store::{now_ms, Engine, Role, Store};
-use crate::vault::{password, MasterKeyRing, Signer};
+use crate::vault::{MasterKeyRing, Signer};
 
 pub struct InitOptions {
     pub admin_username: String,
@@ -157,13 +157,7 @@ async fn create(globals: &Globals, opts: &InitOptions, undo: &mut Undo) -> anyho
         .with_context(|| format!("cannot write {}", public_file.display()))?;
     undo.files.push(public_file);
 
-    let one_time_password = password::generate_one_time()?;
-    let hash = {
-        let pw = one_time_password.clone();
-        tokio::task::spawn_blocking(move || password::hash(&pw))
-            .await
-            .context("password hashing was interrupted")??
-    };
+    let (one_time_password, hash) = super::one_time_password().await?;
     store
         .users()
         .create(&opts.admin_username, Role::Admin, &hash, true)

@@ -129,6 +129,16 @@ pub fn cli_actor() -> String {
     )
 }
 
+/// A new one-time password and its hash, hashed off the async threads (the hash is slow on purpose).
+pub(crate) async fn one_time_password() -> anyhow::Result<(String, String)> {
+    let password = crate::vault::password::generate_one_time()?;
+    let pw = password.clone();
+    let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
+        .await
+        .context("hashing the password was interrupted")??;
+    Ok((password, hash))
+}
+
 /// A named point where the fault campaigns (`tests/faults.rs`) kill the process as `kill -9` would:
 /// when `LETHE_FAULT_POINT` names this point, the process sends itself SIGKILL here, so a test can stop
 /// it at the worst moment of an ingest, an export, an approval or a key rotation and check that nothing

@@ -164,11 +164,7 @@ impl App {
         role: Role,
         actor: &str,
     ) -> anyhow::Result<(String, User)> {
-        let password = crate::vault::password::generate_one_time()?;
-        let pw = password.clone();
-        let hash = tokio::task::spawn_blocking(move || crate::vault::password::hash(&pw))
-            .await
-            .context("hashing the password was interrupted")??;
+        let (password, hash) = super::one_time_password().await?;
         let user = self.store.users().create(username, role, &hash, true).await?;
         self.record(
             actor,
@@ -408,6 +404,7 @@ impl App {
     /// entry says it was recovered and carries the stored proof. Returns how many were recorded.
     pub(super) async fn record_missing_reviews(&self, rel: &ReleaseRow) -> anyhow::Result<usize> {
         let entries = self.store.ledger().entries(Some(rel.created_at)).await?;
+        let step = self.audit_row(&rel.audit_id).await?.checkpoint_step;
         let mut recorded = 0;
         for r in self.store.releases().reviews(&rel.id).await? {
             let action = if r.decision == "approve" {
@@ -423,7 +420,6 @@ impl App {
             if logged {
                 continue;
             }
-            let step = self.audit_row(&rel.audit_id).await?.checkpoint_step;
             self.record(
                 &r.username,
                 action,
@@ -456,6 +452,7 @@ impl App {
         let rel = self.open_release(run_id, policy).await?;
         let run = self.run_row(&rel.run_id).await?;
         release::may_review(user, &rel, run.created_by.as_deref())?;
+        let audit = self.audit_row(&rel.audit_id).await?;
         let mut stored = None;
         if approve {
             // The account as it is now (a role change since sign-in counts).
@@ -466,7 +463,13 @@ impl App {
                 crate::store::now_ms(),
                 policy.approvals.admin_cooldown_days,
             )?;
-            let statement = self.approval_statement(&current, run_id, policy, comment).await?;
+            let statement = release::approval_statement(
+                &rel,
+                &audit.checkpoint_sha256,
+                audit.checkpoint_step,
+                &current.username,
+                comment,
+            );
             stored = Some(self.check_proof(&current, &statement, proof).await?);
         }
         match self
@@ -498,7 +501,7 @@ impl App {
             }
             ReviewOutcome::Recorded { state, approvals } => {
                 super::fault_point("review.committed");
-                let step = self.audit_row(&rel.audit_id).await?.checkpoint_step;
+                let step = audit.checkpoint_step;
                 self.record(
                     &user.username,
                     if approve {
